@@ -1,0 +1,50 @@
+# Two commands do everything from a fresh clone: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# The Lambda runtime is python3.13; pyenv shims only answer when PYENV_VERSION names the version.
+PYENV_313 := $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | tail -n 1)
+PYTHON313 ?= $(if $(PYENV_313),env PYENV_VERSION=$(PYENV_313) python3.13,python3.13)
+# `sam build` looks for python3.13 on PATH: the venv provides it.
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+# Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
+OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
+
+.PHONY: help venv lint typecheck template build unit pytest test demo local invoke chaos clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.lock functions/requirements.txt
+	@test -x $(BIN)/python || $(PYTHON313) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 13), f"need python3.13, got {sys.version}"'
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock -r functions/requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed  ## create the python3.13 venv with the pinned dev dependencies
+
+lint: venv  ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv  ## mypy (strict)
+	$(BIN)/mypy
+
+template: venv  ## cfn-lint and sam validate --lint
+	$(OFFLINE_AWS) $(BIN)/cfn-lint template.yaml
+	$(OFFLINE_AWS) $(BIN)/sam validate --lint
+
+build: venv  ## sam build (no container)
+	$(OFFLINE_AWS) $(BIN)/sam build --parallel --cached
+
+pytest: venv  ## the test suite
+	$(OFFLINE_AWS) $(BIN)/pytest -n 2
+
+test: lint typecheck template build pytest  ## everything CI runs
+
+clean:  ## remove the venv and build output
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

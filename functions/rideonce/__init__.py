@@ -1,0 +1,1 @@
+"""rideonce: a car-ride service in which every ride change takes effect downstream exactly once."""

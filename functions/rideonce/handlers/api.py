@@ -1,0 +1,274 @@
+"""The ride API behind an API Gateway HTTP API (payload v2), on the Powertools event handler.
+
+Routes validate their bodies against the models; the service does the work; every error leaves
+through one exception-handler table as `application/problem+json`.
+"""
+
+import os
+from functools import cache
+from typing import Annotated, Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ResponseValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from rideonce.dal.idempotency import IdempotencyStore
+from rideonce.dal.rides import RideStore
+from rideonce.handlers.problems import problem, problem_responses
+from rideonce.logic import idempotency, rides
+from rideonce.logic.errors import (
+    ConcurrentChangeError,
+    IdempotencyKeyReusedError,
+    InvalidTransitionError,
+    MalformedPreconditionError,
+    RequestInFlightError,
+    RideNotFoundError,
+    VersionMismatchError,
+)
+from rideonce.logic.tracecontext import traceparent_for
+from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
+from rideonce.models.ride import Ride
+from rideonce.observability import logger, metrics
+from rideonce.service import Outcome, RideService, WriteRequest
+from rideonce.settings import ApiSettings
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+ANONYMOUS = "anonymous"
+
+# A response that fails its own schema is our bug: answer 500, never a 4xx that blames the caller.
+app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=500)
+app.configure_openapi(
+    title="rideonce ride API",
+    version="1.0.0",
+    summary="Ride changes that take effect downstream exactly once.",
+    description=(
+        "Every write needs an `Idempotency-Key` header (IETF httpapi draft): a completed key replays its "
+        "stored response with `Idempotent-Replayed: true`; the same key with another request is 422; a key "
+        "still in flight is 409; a missing key is 400. Keys are scoped to the caller."
+    ),
+)
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A unique key per logical request, reused verbatim on every retry of it.",
+    ),
+]
+IfMatch = Annotated[str | None, Header(description='The ETag from GET /rides/{rideId}, e.g. "3".')]
+RideId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@cache
+def settings() -> ApiSettings:
+    """Read and validated on the first request, then reused by the warm container."""
+    return ApiSettings.from_env()
+
+
+@cache
+def service() -> RideService:
+    client = boto3.client("dynamodb")
+    config = settings()
+    return RideService(
+        RideStore(client, config.rides_table_name, config.outbox_table_name),
+        IdempotencyStore(client, config.idempotency_table_name),
+        config,
+    )
+
+
+def reject_oversized_body(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Bodies beyond the configured size are refused before anything parses them."""
+    limit = settings().max_body_bytes
+    body = app.current_event.body or ""
+    if len(body.encode()) > limit:
+        return problem(413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one")
+    return next_middleware(app)
+
+
+app.use(middlewares=[reject_oversized_body])
+
+
+def write_request(key: str) -> WriteRequest:
+    event = app.current_event
+    iam = (event.request_context.authorizer.iam if event.request_context.authorizer else None)
+    caller = (iam.user_arn or iam.caller_id or ANONYMOUS) if iam else ANONYMOUS
+    body = event.json_body if event.body else None
+    return WriteRequest(
+        caller=caller,
+        idempotency_key=key,
+        fingerprint=idempotency.fingerprint(event.http_method, event.path, body),
+        traceparent=traceparent_for(event.headers.get("traceparent"), os.environ.get("_X_AMZN_TRACE_ID")),
+    )
+
+
+def respond(outcome: Outcome) -> Response[str]:
+    stored = outcome.response
+    headers = dict(stored.headers)
+    if outcome.replayed:
+        headers[REPLAYED_HEADER] = "true"
+        metrics.add_metric(name="IdempotentReplays", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="RideChangesAccepted", unit=MetricUnit.Count, value=1)
+    return Response(status_code=stored.status_code, body=stored.body, headers=headers)
+
+
+def ride_responses(status: int, description: str, *problems: int) -> dict[int, OpenAPIResponse]:
+    ride: OpenAPIResponse = {"description": description, "content": {"application/json": {"model": Ride}}}
+    return {status: ride, **problem_responses(*problems)}
+
+
+WRITE_PROBLEMS = (400, 404, 409, 412, 413, 422)
+
+
+@app.post("/rides", summary="Request a ride", responses=ride_responses(201, "The ride, in REQUESTED", 400, 409, 413, 422))
+def create_ride(body: Annotated[CreateRideRequest, Body()], idempotency_key: IdempotencyKey) -> Response[str]:
+    return respond(service().create(write_request(idempotency_key), body))
+
+
+@app.get(
+    "/rides/<ride_id>",
+    summary="Read a ride; its ETag carries the version",
+    responses=ride_responses(200, "The ride", 404),
+)
+def get_ride(ride_id: RideId) -> Response[str]:
+    ride = service().get(ride_id)
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=ride.model_dump_json(),
+        headers={"ETag": rides.etag(ride.version)},
+    )
+
+
+@app.post(
+    "/rides/<ride_id>/accept",
+    summary="A driver accepts a REQUESTED ride",
+    responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
+)
+def accept_ride(
+    ride_id: RideId,
+    body: Annotated[AcceptRideRequest, Body()],
+    idempotency_key: IdempotencyKey,
+    if_match: IfMatch = None,
+) -> Response[str]:
+    outcome = service().transition(
+        write_request(idempotency_key),
+        ride_id,
+        if_match,
+        lambda ride, now, expected: rides.accept(ride, body.driver_id, now, expected),
+    )
+    return respond(outcome)
+
+
+@app.post(
+    "/rides/<ride_id>/start",
+    summary="The driver starts an ACCEPTED ride",
+    responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
+)
+def start_ride(ride_id: RideId, idempotency_key: IdempotencyKey, if_match: IfMatch = None) -> Response[str]:
+    outcome = service().transition(write_request(idempotency_key), ride_id, if_match, rides.start)
+    return respond(outcome)
+
+
+@app.post(
+    "/rides/<ride_id>/complete",
+    summary="Complete a STARTED ride and record its fare",
+    responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
+)
+def complete_ride(
+    ride_id: RideId,
+    body: Annotated[CompleteRideRequest, Body()],
+    idempotency_key: IdempotencyKey,
+    if_match: IfMatch = None,
+) -> Response[str]:
+    outcome = service().transition(
+        write_request(idempotency_key),
+        ride_id,
+        if_match,
+        lambda ride, now, expected: rides.complete(ride, body.fare, now, expected),
+    )
+    return respond(outcome)
+
+
+@app.post(
+    "/rides/<ride_id>/cancel",
+    summary="Cancel a REQUESTED or ACCEPTED ride",
+    responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
+)
+def cancel_ride(
+    ride_id: RideId,
+    body: Annotated[CancelRideRequest, Body()],
+    idempotency_key: IdempotencyKey,
+    if_match: IfMatch = None,
+) -> Response[str]:
+    outcome = service().transition(
+        write_request(idempotency_key),
+        ride_id,
+        if_match,
+        lambda ride, now, expected: rides.cancel(ride, body.reason, now, expected),
+    )
+    return respond(outcome)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+
+
+# One table from domain errors to statuses. The messages come from the domain and say what to fix.
+_STATUS = {
+    RideNotFoundError: (404, "Not Found"),
+    InvalidTransitionError: (409, "Invalid Transition"),
+    ConcurrentChangeError: (409, "Concurrent Change"),
+    VersionMismatchError: (412, "Precondition Failed"),
+    MalformedPreconditionError: (400, "Bad Request"),
+    IdempotencyKeyReusedError: (422, "Idempotency Key Reused"),
+}
+
+
+@app.exception_handler(list(_STATUS))
+def domain_error(error: Exception) -> Response[str]:
+    status, title = _STATUS[type(error)]  # type: ignore[index]
+    return problem(status, title, str(error))
+
+
+@app.exception_handler(RequestInFlightError)
+def in_flight(error: RequestInFlightError) -> Response[str]:
+    return problem(409, "Request In Flight", str(error), headers={"Retry-After": str(error.retry_after_seconds)})
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[str]:
+    """Malformed JSON, wrong types, unknown fields and missing headers: 400 with each field's problem."""
+    issues = [
+        {"where": ".".join(str(part) for part in issue.get("loc", ())), "problem": issue.get("msg", "invalid")}
+        for issue in error.errors()
+    ]
+    summary = "; ".join(f"{issue['where']}: {issue['problem']}" for issue in issues)
+    return problem(400, "Bad Request", f"the request is not valid: {summary}", errors=issues)
+
+
+@app.exception_handler(ResponseValidationError)
+def invalid_response(error: ResponseValidationError) -> Response[str]:
+    logger.error("response failed its schema", extra={"errors": error.errors()})
+    return problem(500, "Internal Server Error", "the service built an invalid response; it has been logged")
+
+
+@app.not_found
+def unknown_route(_: Exception) -> Response[str]:
+    event = app.current_event
+    return problem(404, "Not Found", f"no route {event.http_method} {event.path}; see GET /openapi.json")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""The domain: pure functions over the models, no I/O, unit-tested without AWS."""

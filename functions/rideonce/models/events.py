@@ -1,0 +1,63 @@
+"""The ride event: the one definition the outbox writer, the enrichment and the consumer all validate against."""
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from rideonce.models.base import CamelModel
+from rideonce.models.ride import Ride, Timestamp
+
+RIDE_EVENT_SOURCE = "rideonce.rides"
+SCHEMA_VERSION = "1"
+
+
+class EventType(StrEnum):
+    RIDE_REQUESTED = "RideRequested"
+    RIDE_ACCEPTED = "RideAccepted"
+    RIDE_STARTED = "RideStarted"
+    RIDE_COMPLETED = "RideCompleted"
+    RIDE_CANCELLED = "RideCancelled"
+
+
+class EventMetadata(CamelModel):
+    """Envelope fields. `idempotency_key` is what consumers deduplicate on, never EventBridge's `id`."""
+
+    event_id: str
+    idempotency_key: str
+    event_type: EventType
+    source: Literal["rideonce.rides"] = RIDE_EVENT_SOURCE
+    aggregate_type: Literal["ride"] = "ride"
+    aggregate_id: str
+    version: Annotated[int, Field(ge=1)]
+    occurred_at: Timestamp
+    traceparent: str
+    schema_version: Literal["1"] = SCHEMA_VERSION
+
+
+class RideEvent(CamelModel):
+    """A full-state event: `data` is the whole ride after the change, so consumers never call back."""
+
+    metadata: EventMetadata
+    data: Ride
+
+    @model_validator(mode="after")
+    def _envelope_matches_state(self) -> Self:
+        if self.metadata.aggregate_id != self.data.ride_id or self.metadata.version != self.data.version:
+            raise ValueError("metadata.aggregateId/version must match data.rideId/version")
+        return self
+
+
+class OutboxRecord(CamelModel):
+    """One row of the outbox table, keyed (rideId, version) so a change can never be written twice."""
+
+    ride_id: str
+    version: Annotated[int, Field(ge=1)]
+    expires_at: Annotated[int, Field(ge=0, description="Epoch seconds; the outbox table's TTL attribute.")]
+    event: RideEvent
+
+    @model_validator(mode="after")
+    def _key_matches_event(self) -> Self:
+        if (self.ride_id, self.version) != (self.event.data.ride_id, self.event.data.version):
+            raise ValueError("the outbox key (rideId, version) must match the event it carries")
+        return self

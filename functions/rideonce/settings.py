@@ -1,0 +1,30 @@
+"""Each function's environment as one pydantic model, validated once at cold start.
+
+A missing or malformed variable fails the first invocation with a message naming it, instead of a
+KeyError deep inside a request.
+"""
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        return cls.model_validate(dict(os.environ if environ is None else environ))
+
+
+class ApiSettings(Settings):
+    rides_table_name: Annotated[str, Field(alias="RIDES_TABLE_NAME", min_length=1)]
+    outbox_table_name: Annotated[str, Field(alias="OUTBOX_TABLE_NAME", min_length=1)]
+    idempotency_table_name: Annotated[str, Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=1)]
+    idempotency_key_ttl_seconds: Annotated[int, Field(alias="IDEMPOTENCY_KEY_TTL_SECONDS", ge=60)] = 86_400
+    # At least the function timeout: a request still running must never lose its key to a retry.
+    idempotency_lock_seconds: Annotated[int, Field(alias="IDEMPOTENCY_LOCK_SECONDS", ge=1)] = 30
+    outbox_retention_seconds: Annotated[int, Field(alias="OUTBOX_RETENTION_SECONDS", ge=3_600)] = 7 * 86_400
+    max_body_bytes: Annotated[int, Field(alias="MAX_BODY_BYTES", ge=256)] = 16_384

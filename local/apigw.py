@@ -1,0 +1,112 @@
+"""API Gateway HTTP API (payload format 2.0) events, as API Gateway builds them from an HTTP request.
+
+Used by `make local` to turn real requests into handler events, and by the tests and events/ files.
+"""
+
+import json
+import time
+import uuid
+from typing import Any
+
+from local.template import ACCOUNT_ID, Stack
+
+DEFAULT_CALLER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/local-developer"
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    route_key: str,
+    path_parameters: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+    caller_arn: str | None = DEFAULT_CALLER_ARN,
+    raw_query: str = "",
+) -> dict[str, Any]:
+    """One payload v2 event. `body` may be a str (sent verbatim) or any JSON value (serialised)."""
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    if text is not None:
+        lowered.setdefault("content-type", "application/json")
+    now = time.time()
+    context: dict[str, Any] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {
+            "method": method.upper(),
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": lowered.get("user-agent", "rideonce-local"),
+        },
+        "requestId": str(uuid.uuid4()),
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+    if caller_arn:
+        context["authorizer"] = {
+            "iam": {
+                "accessKey": "AKIALOCALDEVELOPER00",
+                "accountId": ACCOUNT_ID,
+                "callerId": "AIDALOCALDEVELOPER00",
+                "principalOrgId": None,
+                "userArn": caller_arn,
+                "userId": "AIDALOCALDEVELOPER00",
+                "cognitoIdentity": None,
+            }
+        }
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+def route_table(stack: Stack) -> list[tuple[str, str]]:
+    """(method, path template) of every AWS::ApiGatewayV2::Route in the template."""
+    routes = []
+    for logical_id in stack.of_type("AWS::ApiGatewayV2::Route"):
+        method, path = stack.properties(logical_id)["RouteKey"].split(" ", 1)
+        routes.append((method, path))
+    return routes
+
+
+def match_route(routes: list[tuple[str, str]], method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The route key and path parameters API Gateway would pick; literal segments beat variables."""
+    candidates = []
+    parts = path.strip("/").split("/")
+    for route_method, template in routes:
+        if route_method not in (method.upper(), "ANY"):
+            continue
+        pattern = template.strip("/").split("/")
+        if len(pattern) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        literals = 0
+        for expected, actual in zip(pattern, parts, strict=True):
+            if expected.startswith("{") and expected.endswith("}"):
+                params[expected[1:-1]] = actual
+            elif expected == actual:
+                literals += 1
+            else:
+                break
+        else:
+            candidates.append((literals, f"{route_method} {template}", params))
+    if not candidates:
+        return None
+    _, route_key, params = max(candidates, key=lambda candidate: candidate[0])
+    return route_key, params
