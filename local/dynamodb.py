@@ -37,7 +37,8 @@ def create_tables(client: "DynamoDBClient", stack: Stack) -> dict[str, str]:
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             client.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
             )
         stack.set_attribute(logical_id, "Ref", name)
         stack.set_attribute(logical_id, "Arn", description["TableArn"])

@@ -36,7 +36,9 @@ def translate(raw: Mapping[str, Any], parameters: Mapping[str, str] | None = Non
     """
     raw = copy.deepcopy(dict(raw))
     function_sections = [raw.get("Globals", {}).get("Function", {})] + [
-        res.get("Properties", {}) for res in raw["Resources"].values() if res.get("Type") == "AWS::Serverless::Function"
+        res.get("Properties", {})
+        for res in raw["Resources"].values()
+        if res.get("Type") == "AWS::Serverless::Function"
     ]
     for section in function_sections:
         if isinstance(section.get("CodeUri"), str) and not section["CodeUri"].startswith("s3://"):
@@ -62,13 +64,19 @@ class Stack:
 
     @classmethod
     def from_file(
-        cls, path: Path = TEMPLATE_PATH, parameters: Mapping[str, str] | None = None, stack_name: str = "rideonce-local"
+        cls,
+        path: Path = TEMPLATE_PATH,
+        parameters: Mapping[str, str] | None = None,
+        stack_name: str = "rideonce-local",
     ) -> "Stack":
         return cls.from_cfn(translate(load_raw(path), parameters), parameters, stack_name)
 
     @classmethod
     def from_cfn(
-        cls, cfn: dict[str, Any], parameters: Mapping[str, str] | None = None, stack_name: str = "rideonce-local"
+        cls,
+        cfn: dict[str, Any],
+        parameters: Mapping[str, str] | None = None,
+        stack_name: str = "rideonce-local",
     ) -> "Stack":
         """A fresh stack over an already translated template (translation takes about a second)."""
         defaults = {name: str(spec.get("Default", "")) for name, spec in cfn.get("Parameters", {}).items()}
@@ -154,7 +162,7 @@ class Stack:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key in _INTRINSICS:
                 result = _INTRINSICS[key](self, arg)
                 return _DROP if result is None else result

@@ -28,3 +28,11 @@ class ApiSettings(Settings):
     idempotency_lock_seconds: Annotated[int, Field(alias="IDEMPOTENCY_LOCK_SECONDS", ge=1)] = 30
     outbox_retention_seconds: Annotated[int, Field(alias="OUTBOX_RETENTION_SECONDS", ge=3_600)] = 7 * 86_400
     max_body_bytes: Annotated[int, Field(alias="MAX_BODY_BYTES", ge=256)] = 16_384
+
+
+class ConsumerSettings(Settings):
+    processed_keys_table_name: Annotated[str, Field(alias="PROCESSED_KEYS_TABLE_NAME", min_length=1)]
+    ride_projection_table_name: Annotated[str, Field(alias="RIDE_PROJECTION_TABLE_NAME", min_length=1)]
+    rider_accounts_table_name: Annotated[str, Field(alias="RIDER_ACCOUNTS_TABLE_NAME", min_length=1)]
+    # Longer than the archive's retention, so a replay of anything still archived meets its key.
+    processed_key_ttl_seconds: Annotated[int, Field(alias="PROCESSED_KEY_TTL_SECONDS", ge=3_600)] = 35 * 86_400

@@ -48,11 +48,17 @@ class ApiClient:
         if key is not None:
             all_headers["Idempotency-Key"] = key
         return http_event(
-            method, path, route_key=route_key, path_parameters=params, headers=all_headers, body=body, caller_arn=caller
+            method,
+            path,
+            route_key=route_key,
+            path_parameters=params,
+            headers=all_headers,
+            body=body,
+            caller_arn=caller,
         )
 
     def send(self, event: dict[str, Any]) -> HttpResponse:
-        result = api.handler(event, FakeLambdaContext(function_name="ApiFunction"))  # type: ignore[arg-type]
+        result = api.handler(event, FakeLambdaContext(function_name="ApiFunction"))
         headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
         return HttpResponse(result["statusCode"], headers, result.get("body") or "")
 
@@ -60,7 +66,7 @@ class ApiClient:
         return self.send(self.event(method, path, body, **kwargs))
 
 
-NEW_RIDE = {
+NEW_RIDE: dict[str, Any] = {
     "riderId": "rider-1",
     "pickup": {"lat": 52.52, "lng": 13.405, "address": "Alexanderplatz"},
     "dropoff": {"lat": 52.5163, "lng": 13.3777},

@@ -22,7 +22,7 @@ def to_item(model: BaseModel) -> dict[str, "AttributeValueTypeDef"]:
 
 
 def to_value(value: Any) -> "AttributeValueTypeDef":
-    return _serializer.serialize(value)  # type: ignore[no-any-return]
+    return _serializer.serialize(value)
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:

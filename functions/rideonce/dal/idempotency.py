@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
-
 def _names(*attributes: str) -> dict[str, str]:
     """Expression attribute names; DynamoDB rejects any that the expressions do not use."""
     return {f"#{name}": name for name in attributes}
@@ -38,7 +37,10 @@ class IdempotencyStore:
                     " OR (#status = :inProgress AND #lockExpiresAt <= :now)"
                 ),
                 ExpressionAttributeNames=_names("scope", "status", "expiresAt", "lockExpiresAt"),
-                ExpressionAttributeValues={":now": to_value(now), ":inProgress": to_value(KeyStatus.IN_PROGRESS)},
+                ExpressionAttributeValues={
+                    ":now": to_value(now),
+                    ":inProgress": to_value(KeyStatus.IN_PROGRESS),
+                },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
@@ -76,7 +78,10 @@ class IdempotencyStore:
                 Key={"scope": to_value(scope)},
                 ConditionExpression="#token = :token AND #status = :inProgress",
                 ExpressionAttributeNames=_names("token", "status"),
-                ExpressionAttributeValues={":token": to_value(token), ":inProgress": to_value(KeyStatus.IN_PROGRESS)},
+                ExpressionAttributeValues={
+                    ":token": to_value(token),
+                    ":inProgress": to_value(KeyStatus.IN_PROGRESS),
+                },
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":

@@ -71,7 +71,7 @@ class RideStore:
         except ClientError as error:
             if error_code(error) != "TransactionCanceledException":
                 raise
-            reasons = error.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+            reasons = error.response.get("CancellationReasons", [])
             failed = {
                 name
                 for name, reason in zip(named, reasons, strict=False)

@@ -10,17 +10,19 @@ from typing import Annotated, Any
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ResponseValidationError
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
-from rideonce.handlers.problems import problem, problem_responses
+from rideonce.handlers.problems import PROBLEM_CONTENT_TYPE, problem, problem_responses
 from rideonce.logic import idempotency, rides
 from rideonce.logic.errors import (
     ConcurrentChangeError,
@@ -32,10 +34,15 @@ from rideonce.logic.errors import (
     VersionMismatchError,
 )
 from rideonce.logic.tracecontext import traceparent_for
-from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
+from rideonce.models.requests import (
+    AcceptRideRequest,
+    CancelRideRequest,
+    CompleteRideRequest,
+    CreateRideRequest,
+)
 from rideonce.models.ride import Ride
 from rideonce.observability import logger, metrics
-from rideonce.service import Outcome, RideService, WriteRequest
+from rideonce.services.rides import Outcome, RideService, WriteRequest
 from rideonce.settings import ApiSettings
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -84,21 +91,27 @@ def service() -> RideService:
     )
 
 
-def reject_oversized_body(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    """Bodies beyond the configured size are refused before anything parses them."""
+def oversized_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse bodies over the limit before anything parses them (request validation runs first otherwise)."""
     limit = settings().max_body_bytes
-    body = app.current_event.body or ""
-    if len(body.encode()) > limit:
-        return problem(413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one")
-    return next_middleware(app)
-
-
-app.use(middlewares=[reject_oversized_body])
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size <= limit:
+        return None
+    response = problem(
+        413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one"
+    )
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
 
 
 def write_request(key: str) -> WriteRequest:
     event = app.current_event
-    iam = (event.request_context.authorizer.iam if event.request_context.authorizer else None)
+    iam = event.request_context.authorizer.iam if event.request_context.authorizer else None
     caller = (iam.user_arn or iam.caller_id or ANONYMOUS) if iam else ANONYMOUS
     body = event.json_body if event.body else None
     return WriteRequest(
@@ -128,7 +141,11 @@ def ride_responses(status: int, description: str, *problems: int) -> dict[int, O
 WRITE_PROBLEMS = (400, 404, 409, 412, 413, 422)
 
 
-@app.post("/rides", summary="Request a ride", responses=ride_responses(201, "The ride, in REQUESTED", 400, 409, 413, 422))
+@app.post(
+    "/rides",
+    summary="Request a ride",
+    responses=ride_responses(201, "The ride, in REQUESTED", 400, 409, 413, 422),
+)
 def create_ride(body: Annotated[CreateRideRequest, Body()], idempotency_key: IdempotencyKey) -> Response[str]:
     return respond(service().create(write_request(idempotency_key), body))
 
@@ -242,14 +259,19 @@ def domain_error(error: Exception) -> Response[str]:
 
 @app.exception_handler(RequestInFlightError)
 def in_flight(error: RequestInFlightError) -> Response[str]:
-    return problem(409, "Request In Flight", str(error), headers={"Retry-After": str(error.retry_after_seconds)})
+    return problem(
+        409, "Request In Flight", str(error), headers={"Retry-After": str(error.retry_after_seconds)}
+    )
 
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(error: RequestValidationError) -> Response[str]:
     """Malformed JSON, wrong types, unknown fields and missing headers: 400 with each field's problem."""
     issues = [
-        {"where": ".".join(str(part) for part in issue.get("loc", ())), "problem": issue.get("msg", "invalid")}
+        {
+            "where": ".".join(str(part) for part in issue.get("loc", ())),
+            "problem": issue.get("msg", "invalid"),
+        }
         for issue in error.errors()
     ]
     summary = "; ".join(f"{issue['where']}: {issue['problem']}" for issue in issues)
@@ -271,4 +293,4 @@ def unknown_route(_: Exception) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return oversized_body(event) or app.resolve(event, context)

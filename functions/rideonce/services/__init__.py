@@ -1,0 +1,1 @@
+"""Use cases: the order of reads, domain decisions and writes for one request or one event."""

@@ -1,0 +1,58 @@
+"""Every file in events/ (the ones users give `sam local invoke -e`) is accepted by its handler."""
+
+import json
+from functools import partial
+from typing import Any
+
+import pytest
+
+from local.context import FakeLambdaContext
+from local.template import ROOT, Stack
+from rideonce.handlers import api
+from rideonce.models.requests import CreateRideRequest
+from rideonce.services.rides import RideService, WriteRequest
+from tests.support.api import ApiClient
+
+EVENTS = ROOT / "events"
+# The rides the transition events act on; `sam local invoke` users create them first (README).
+SEEDED_RIDES = ("3f1b7e52-5d0c-4a61-9e8a-0c1d2e3f4a01", "3f1b7e52-5d0c-4a61-9e8a-0c1d2e3f4a02")
+# In lifecycle order, with the status each must answer.
+API_FILES = {
+    "api-create-ride.json": 201,
+    "api-get-ride.json": 200,
+    "api-accept-ride.json": 200,
+    "api-start-ride.json": 200,
+    "api-complete-ride.json": 200,
+    "api-cancel-ride.json": 200,
+    "api-openapi.json": 200,
+}
+KNOWN_PREFIXES = ("api-", "pipe-", "sqs-")
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+
+
+def test_every_event_file_belongs_to_a_function() -> None:
+    names = sorted(path.name for path in EVENTS.glob("*.json"))
+    assert names, "events/ is empty"
+    assert [name for name in names if not name.startswith(KNOWN_PREFIXES)] == []
+    assert set(API_FILES) == {name for name in names if name.startswith("api-")}
+
+
+def test_api_event_files_are_accepted_by_the_api_handler(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the rides the files name
+    ApiClient(stack, monkeypatch)
+    live = api.service()
+    seed = CreateRideRequest.model_validate(json.loads(load("api-create-ride.json")["body"]))
+    for ride_id in SEEDED_RIDES:
+        seeder = RideService(live._rides, live._keys, live._settings, make_id=partial(str, ride_id))
+        seeder.create(
+            WriteRequest("seed", f"seed-{ride_id}", "fp", "00-" + "1" * 32 + "-" + "2" * 16 + "-00"), seed
+        )
+    # When / Then each file is answered as its place in the lifecycle says
+    for name, status in API_FILES.items():
+        result = api.handler(load(name), FakeLambdaContext(function_name="ApiFunction"))
+        assert result["statusCode"] == status, f"{name}: {result['body']}"
