@@ -36,9 +36,7 @@ def translate(raw: Mapping[str, Any], parameters: Mapping[str, str] | None = Non
     """
     raw = copy.deepcopy(dict(raw))
     function_sections = [raw.get("Globals", {}).get("Function", {})] + [
-        res.get("Properties", {})
-        for res in raw["Resources"].values()
-        if res.get("Type") == "AWS::Serverless::Function"
+        res.get("Properties", {}) for res in raw["Resources"].values() if res.get("Type") == "AWS::Serverless::Function"
     ]
     for section in function_sections:
         if isinstance(section.get("CodeUri"), str) and not section["CodeUri"].startswith("s3://"):

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local import moto_patches
 from local.dynamodb import create_tables
 from local.template import Stack
 
@@ -34,6 +35,7 @@ def template_stack_cfn() -> dict[str, Any]:
 @pytest.fixture
 def stack(template_stack_cfn: dict[str, object]) -> Iterator[Stack]:
     """A fresh moto account with every table of template.yaml in it."""
+    moto_patches.install()
     with mock_aws():
         stack = Stack.from_cfn(template_stack_cfn)
         create_tables(boto3.client("dynamodb", region_name=os.environ["AWS_DEFAULT_REGION"]), stack)

@@ -85,9 +85,7 @@ def test_full_lifecycle_writes_one_outbox_record_per_change(client: ApiClient, s
     assert types == ["RideRequested", "RideAccepted", "RideStarted", "RideCompleted"]
 
 
-def test_outbox_record_carries_state_event_type_commit_time_trace_and_expiry(
-    client: ApiClient, stack: Stack
-) -> None:
+def test_outbox_record_carries_state_event_type_commit_time_trace_and_expiry(client: ApiClient, stack: Stack) -> None:
     # Given
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     # When
@@ -117,9 +115,7 @@ def test_openapi_document_is_generated_from_the_code(client: ApiClient) -> None:
 # ---------------------------------------------------------------- Idempotency-Key
 
 
-def test_completed_key_replays_the_stored_response_and_changes_nothing(
-    client: ApiClient, stack: Stack
-) -> None:
+def test_completed_key_replays_the_stored_response_and_changes_nothing(client: ApiClient, stack: Stack) -> None:
     # Given
     first = client.request("POST", "/rides", NEW_RIDE, key="same")
     # When
@@ -233,9 +229,7 @@ def test_completed_ride_cannot_be_cancelled(client: ApiClient) -> None:
     ride_id = create(client)["rideId"]
     client.request("POST", f"/rides/{ride_id}/accept", {"driverId": "d"}, key="a")
     client.request("POST", f"/rides/{ride_id}/start", key="s")
-    client.request(
-        "POST", f"/rides/{ride_id}/complete", {"fare": {"amount": "9.99", "currency": "EUR"}}, key="c"
-    )
+    client.request("POST", f"/rides/{ride_id}/complete", {"fare": {"amount": "9.99", "currency": "EUR"}}, key="c")
     assert_problem(client.request("POST", f"/rides/{ride_id}/cancel", {}, key="x"), 409, "cannot cancel")
 
 
@@ -249,9 +243,7 @@ def test_stale_if_match_is_412_and_current_one_succeeds(client: ApiClient) -> No
 
 def test_malformed_if_match_is_400(client: ApiClient) -> None:
     ride_id = create(client)["rideId"]
-    response = client.request(
-        "POST", f"/rides/{ride_id}/cancel", {}, key="x", headers={"If-Match": "version-1"}
-    )
+    response = client.request("POST", f"/rides/{ride_id}/cancel", {}, key="x", headers={"If-Match": "version-1"})
     assert_problem(response, 400, "If-Match")
 
 
@@ -280,9 +272,7 @@ def test_unknown_action_is_404_problem(client: ApiClient) -> None:
     ],
     ids=["malformed-json", "wrong-type", "out-of-range", "unknown-field", "missing-field", "not-an-object"],
 )
-def test_bad_bodies_get_a_400_that_names_the_problem(
-    client: ApiClient, stack: Stack, body: Any, mentions: str
-) -> None:
+def test_bad_bodies_get_a_400_that_names_the_problem(client: ApiClient, stack: Stack, body: Any, mentions: str) -> None:
     response = client.request("POST", "/rides", body, key="k")
     assert_problem(response, 400, mentions)
     assert scan(stack, "IdempotencyTable") == []

@@ -40,18 +40,14 @@ def test_every_event_file_belongs_to_a_function() -> None:
     assert set(API_FILES) == {name for name in names if name.startswith("api-")}
 
 
-def test_api_event_files_are_accepted_by_the_api_handler(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_api_event_files_are_accepted_by_the_api_handler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the rides the files name
     ApiClient(stack, monkeypatch)
     live = api.service()
     seed = CreateRideRequest.model_validate(json.loads(load("api-create-ride.json")["body"]))
     for ride_id in SEEDED_RIDES:
         seeder = RideService(live._rides, live._keys, live._settings, make_id=partial(str, ride_id))
-        seeder.create(
-            WriteRequest("seed", f"seed-{ride_id}", "fp", "00-" + "1" * 32 + "-" + "2" * 16 + "-00"), seed
-        )
+        seeder.create(WriteRequest("seed", f"seed-{ride_id}", "fp", "00-" + "1" * 32 + "-" + "2" * 16 + "-00"), seed)
     # When / Then each file is answered as its place in the lifecycle says
     for name, status in API_FILES.items():
         result = api.handler(load(name), FakeLambdaContext(function_name="ApiFunction"))

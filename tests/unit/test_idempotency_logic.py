@@ -9,9 +9,7 @@ from rideonce.models.idempotency import IdempotencyRecord, KeyStatus, StoredResp
 RESPONSE = StoredResponse(status_code=201, body='{"rideId":"r"}', headers={"ETag": '"1"'})
 
 
-def record(
-    status: KeyStatus, fingerprint: str = "fp", response: StoredResponse | None = None
-) -> IdempotencyRecord:
+def record(status: KeyStatus, fingerprint: str = "fp", response: StoredResponse | None = None) -> IdempotencyRecord:
     return IdempotencyRecord(
         scope="caller|key",
         status=status,
@@ -37,9 +35,7 @@ def test_scope_separates_callers() -> None:
 
 
 def test_completed_key_with_same_fingerprint_replays() -> None:
-    assert (
-        idempotency.decide(record(KeyStatus.COMPLETED, response=RESPONSE), "fp", now=500).response == RESPONSE
-    )
+    assert idempotency.decide(record(KeyStatus.COMPLETED, response=RESPONSE), "fp", now=500).response == RESPONSE
 
 
 @pytest.mark.parametrize("status", list(KeyStatus))

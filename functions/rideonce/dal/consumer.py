@@ -45,7 +45,7 @@ class EffectStore:
             ExpressionAttributeNames={"#version": "version"},
             ConsistentRead=True,
         ).get("Item")
-        return int(item["version"]["N"]) if item else 0  # type: ignore[typeddict-item]
+        return int(item["version"]["N"]) if item else 0
 
     def apply(self, event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> ApplyResult:
         """Record the key, advance the projection by exactly one version and charge, atomically."""

@@ -73,8 +73,6 @@ class RideStore:
                 raise
             reasons = error.response.get("CancellationReasons", [])
             failed = {
-                name
-                for name, reason in zip(named, reasons, strict=False)
-                if reason.get("Code") not in (None, "None")
+                name for name, reason in zip(named, reasons, strict=False) if reason.get("Code") not in (None, "None")
             }
             raise CommitConflictError(failed or set(named)) from error

@@ -98,9 +98,7 @@ def oversized_body(event: dict[str, Any]) -> dict[str, Any] | None:
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
     if size <= limit:
         return None
-    response = problem(
-        413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one"
-    )
+    response = problem(413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one")
     return {
         "statusCode": response.status_code,
         "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
@@ -259,9 +257,7 @@ def domain_error(error: Exception) -> Response[str]:
 
 @app.exception_handler(RequestInFlightError)
 def in_flight(error: RequestInFlightError) -> Response[str]:
-    return problem(
-        409, "Request In Flight", str(error), headers={"Retry-After": str(error.retry_after_seconds)}
-    )
+    return problem(409, "Request In Flight", str(error), headers={"Retry-After": str(error.retry_after_seconds)})
 
 
 @app.exception_handler(RequestValidationError)

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,7 +20,8 @@ from rideonce.observability import logger, metrics
 from rideonce.services.consumer import RideEventConsumer
 from rideonce.settings import ConsumerSettings
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is still a handled batch: report each failure, do not raise.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 _METRIC = {Verdict.APPLY: "EventsApplied", Verdict.DUPLICATE: "DuplicatesDropped"}
 
@@ -59,6 +61,6 @@ def record_handler(record: SQSRecord) -> Verdict:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     ordered = {**event, "Records": sorted(event.get("Records", []), key=lambda r: arrival_order(r.get("body", "")))}
     return process_partial_response(event=ordered, record_handler=record_handler, processor=processor, context=context)

@@ -26,9 +26,7 @@ class Problem(BaseModel):
     errors: list[FieldIssue] | None = None
 
 
-def problem(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> Response[str]:
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[str]:
     body = Problem(
         type=f"urn:rideonce:problem:{title.lower().replace(' ', '-')}",
         title=title,

@@ -39,9 +39,7 @@ def build_event(change: Change, occurred_at: datetime, traceparent: str) -> Ride
     )
 
 
-def outbox_record(
-    change: Change, occurred_at: datetime, traceparent: str, retention: timedelta
-) -> OutboxRecord:
+def outbox_record(change: Change, occurred_at: datetime, traceparent: str, retention: timedelta) -> OutboxRecord:
     """The outbox row for a change; it expires (TTL) after `retention`, long after the Pipe has read it."""
     return OutboxRecord(
         ride_id=change.ride.ride_id,

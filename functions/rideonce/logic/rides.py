@@ -75,9 +75,7 @@ def _advance(ride: Ride, action: Action, now: datetime, if_match: int | None, **
         raise InvalidTransitionError(
             f"cannot {action} ride {ride.ride_id}: it is {ride.status}, and {action} needs {allowed}"
         )
-    changed = ride.model_copy(
-        update={"status": rule.to, "version": ride.version + 1, "updated_at": now, **updates}
-    )
+    changed = ride.model_copy(update={"status": rule.to, "version": ride.version + 1, "updated_at": now, **updates})
     return Change(Ride.model_validate(changed.model_dump()), rule.event_type)
 
 
@@ -109,6 +107,4 @@ def parse_if_match(header: str | None) -> int | None:
     value = header.strip()
     if len(value) >= 2 and value[0] == value[-1] == '"' and value[1:-1].isdigit():
         return int(value[1:-1])
-    raise MalformedPreconditionError(
-        f'If-Match must be an ETag from GET /rides/{{rideId}}, like "3"; got {value}'
-    )
+    raise MalformedPreconditionError(f'If-Match must be an ETag from GET /rides/{{rideId}}, like "3"; got {value}')

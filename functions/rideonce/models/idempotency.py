@@ -26,8 +26,6 @@ class IdempotencyRecord(CamelModel):
     status: KeyStatus
     fingerprint: str
     token: str
-    lock_expires_at: Annotated[
-        int, Field(description="Epoch seconds; a later request may take over after it.")
-    ]
+    lock_expires_at: Annotated[int, Field(description="Epoch seconds; a later request may take over after it.")]
     expires_at: Annotated[int, Field(description="Epoch seconds; the table's TTL attribute.")]
     response: StoredResponse | None = None

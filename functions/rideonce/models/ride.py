@@ -39,9 +39,7 @@ class Location(CamelModel):
 class Money(CamelModel):
     amount: Annotated[
         Decimal,
-        Field(
-            gt=0, le=100_000, max_digits=8, decimal_places=2, description='A decimal string, e.g. "23.50".'
-        ),
+        Field(gt=0, le=100_000, max_digits=8, decimal_places=2, description='A decimal string, e.g. "23.50".'),
     ]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR.")]
 
