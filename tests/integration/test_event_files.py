@@ -8,10 +8,11 @@ import pytest
 
 from local.context import FakeLambdaContext
 from local.template import ROOT, Stack
-from rideonce.handlers import api
+from rideonce.handlers import api, consumer
 from rideonce.models.requests import CreateRideRequest
 from rideonce.services.rides import RideService, WriteRequest
 from tests.support.api import ApiClient
+from tests.support.consumer import ConsumerHarness
 
 EVENTS = ROOT / "events"
 # The rides the transition events act on; `sam local invoke` users create them first (README).
@@ -27,6 +28,8 @@ API_FILES = {
     "api-openapi.json": 200,
 }
 KNOWN_PREFIXES = ("api-", "pipe-", "sqs-")
+# SQS batches of EventBridge envelopes, each applied with no failed record.
+SQS_FILES = ("sqs-new-ride-event.json", "sqs-duplicate.json", "sqs-out-of-order.json")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -38,6 +41,9 @@ def test_every_event_file_belongs_to_a_function() -> None:
     assert names, "events/ is empty"
     assert [name for name in names if not name.startswith(KNOWN_PREFIXES)] == []
     assert set(API_FILES) == {name for name in names if name.startswith("api-")}
+    assert set(SQS_FILES) == {name for name in names if name.startswith("sqs-")}
+    # pipe-enrichment.json is fed to the enrichment handler in tests/unit/test_enrichment.py
+    assert {name for name in names if name.startswith("pipe-")} == {"pipe-enrichment.json"}
 
 
 def test_api_event_files_are_accepted_by_the_api_handler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +58,19 @@ def test_api_event_files_are_accepted_by_the_api_handler(stack: Stack, monkeypat
     for name, status in API_FILES.items():
         result = api.handler(load(name), FakeLambdaContext(function_name="ApiFunction"))
         assert result["statusCode"] == status, f"{name}: {result['body']}"
+
+
+def test_sqs_event_files_are_accepted_by_the_consumer(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = ConsumerHarness(stack, monkeypatch)
+    for name in SQS_FILES:
+        result = consumer.handler(load(name), FakeLambdaContext(function_name="ConsumerFunction"))
+        assert result["batchItemFailures"] == [], name
+    # new: one event; duplicate: one of two; out of order: both, once reordered
+    assert sorted(harness.processed_keys()) == sorted(
+        [
+            "ride#9b0e2f6c-1111-4a61-9e8a-000000000001#v1",
+            "ride#9b0e2f6c-2222-4a61-9e8a-000000000002#v1",
+            "ride#9b0e2f6c-3333-4a61-9e8a-000000000003#v1",
+            "ride#9b0e2f6c-3333-4a61-9e8a-000000000003#v2",
+        ]
+    )

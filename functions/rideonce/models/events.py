@@ -1,9 +1,9 @@
 """The ride event: the one definition the outbox writer, the enrichment and the consumer all validate against."""
 
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from rideonce.models.base import CamelModel
 from rideonce.models.ride import Ride, Timestamp
@@ -26,13 +26,13 @@ class EventMetadata(CamelModel):
     event_id: str
     idempotency_key: str
     event_type: EventType
-    source: Literal["rideonce.rides"] = RIDE_EVENT_SOURCE
+    source: Literal["rideonce.rides"] = "rideonce.rides"
     aggregate_type: Literal["ride"] = "ride"
     aggregate_id: str
     version: Annotated[int, Field(ge=1)]
     occurred_at: Timestamp
     traceparent: str
-    schema_version: Literal["1"] = SCHEMA_VERSION
+    schema_version: Literal["1"] = "1"
 
 
 class RideEvent(CamelModel):
@@ -61,3 +61,37 @@ class OutboxRecord(CamelModel):
         if (self.ride_id, self.version) != (self.event.data.ride_id, self.event.data.version):
             raise ValueError("the outbox key (rideId, version) must match the event it carries")
         return self
+
+
+REJECTION_SOURCE: Final = "rideonce.relay"
+REJECTION_EVENT_TYPE: Final = "OutboxRecordRejected"
+
+
+class RejectionMetadata(CamelModel):
+    """The envelope of a rejection, with `eventType` and `source` where the Pipe's target reads them."""
+
+    event_id: str
+    idempotency_key: str
+    event_type: Literal["OutboxRecordRejected"] = REJECTION_EVENT_TYPE
+    source: Literal["rideonce.relay"] = REJECTION_SOURCE
+    occurred_at: Annotated[
+        Timestamp | None,
+        Field(description="When DynamoDB wrote the stream record (ApproximateCreationDateTime), if it says."),
+    ] = None
+    schema_version: Literal["1"] = "1"
+
+
+class Rejection(CamelModel):
+    reason: Annotated[str, Field(description="What is wrong with the record, for the person who redrives it.")]
+    record: Annotated[JsonValue, Field(description="The stream record exactly as the Pipe delivered it.")]
+
+
+class RecordRejected(CamelModel):
+    """An outbox stream record the enrichment could not turn into a ride event, parked for a person.
+
+    Emitting this instead of raising keeps the rest of the batch flowing: a raised error would re-run the
+    whole batch, and the bad record with it, until the Pipe gives up on all of them.
+    """
+
+    metadata: RejectionMetadata
+    data: Rejection

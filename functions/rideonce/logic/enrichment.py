@@ -1,0 +1,143 @@
+"""Outbox stream records -> ride events: the EventBridge Pipe's enrichment step, pure and deterministic.
+
+A Pipe re-runs a whole batch through enrichment whenever part of it fails to reach the bus, so the same
+records must give byte-identical events every time: no clock, no randomness, no I/O. A record that cannot
+become a ride event becomes an `OutboxRecordRejected` event carrying the raw record, because raising
+would re-run the batch, the bad record with it, until the Pipe gives up on every record in it.
+"""
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
+from pydantic import JsonValue, ValidationError
+
+from rideonce.logic.events import event_identity
+from rideonce.models.events import OutboxRecord, RecordRejected, Rejection, RejectionMetadata, RideEvent
+
+# Fixed forever: changing it would give every past rejection a new id.
+REJECTION_ID_NAMESPACE = uuid.UUID("0b7d3e55-8a61-4c3f-a2e4-5d9f1c8b6a70")
+# Enough of pydantic's findings to fix the record, few enough to read in a queue message.
+MAX_REPORTED_ISSUES = 5
+
+_deserializer = TypeDeserializer()
+
+
+class MalformedRecordError(ValueError):
+    """The record cannot become a ride event; the message says why, for the person who redrives it."""
+
+
+def enrich_batch(records: Sequence[JsonValue]) -> list[RideEvent | RecordRejected]:
+    """One result per record, in the records' order, so the Pipe pairs them and per-shard order holds."""
+    return [enrich(record) for record in records]
+
+
+def enrich(record: JsonValue) -> RideEvent | RecordRejected:
+    """The ride event the record carries, or its rejection: never an exception for a bad record."""
+    try:
+        return ride_event(record)
+    except MalformedRecordError as error:
+        return rejection(record, str(error))
+
+
+def ride_event(record: JsonValue) -> RideEvent:
+    """The event the API committed with the change, validated again against the one event definition."""
+    if not isinstance(record, dict):
+        raise MalformedRecordError(f"the stream record is a JSON {_json_kind(record)}, not an object")
+    name = record.get("eventName")
+    if name != "INSERT":
+        raise MalformedRecordError(
+            f'eventName is {json.dumps(name)}, not "INSERT": outbox records are only ever inserted, '
+            "so nothing else carries a new ride event"
+        )
+    change = record.get("dynamodb")
+    image = change.get("NewImage") if isinstance(change, dict) else None
+    if not isinstance(image, dict) or not image:
+        raise MalformedRecordError(
+            "the record has no dynamodb.NewImage: the outbox table's stream must use StreamViewType NEW_IMAGE"
+        )
+    outbox = _outbox_record(image)
+    identity = event_identity(outbox.ride_id, outbox.version)
+    metadata = outbox.event.metadata
+    if (metadata.event_id, metadata.idempotency_key) != (identity.event_id, identity.idempotency_key):
+        raise MalformedRecordError(
+            f"event.metadata.eventId/idempotencyKey ({metadata.event_id}, {metadata.idempotency_key}) are not "
+            f"the ones derived from (rideId, version) = ({outbox.ride_id}, {outbox.version}): "
+            f"({identity.event_id}, {identity.idempotency_key}); consumers would not deduplicate it"
+        )
+    return outbox.event
+
+
+def rejection(record: JsonValue, reason: str) -> RecordRejected:
+    """The rejection event; its id derives from the stream record, so a re-run batch rejects it identically."""
+    key = f"outbox-rejection#{_record_identity(record)}"
+    return RecordRejected(
+        metadata=RejectionMetadata(
+            event_id=str(uuid.uuid5(REJECTION_ID_NAMESPACE, key)),
+            idempotency_key=key,
+            occurred_at=_approximate_creation(record),
+        ),
+        data=Rejection(reason=reason, record=record),
+    )
+
+
+def stream_event_id(record: JsonValue) -> str | None:
+    """The stream's own id of the record (`eventID`), for logs that point at it without copying it."""
+    value = record.get("eventID") if isinstance(record, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _outbox_record(image: dict[str, Any]) -> OutboxRecord:
+    plain: dict[str, Any] = {}
+    for attribute, value in image.items():
+        try:
+            plain[attribute] = _deserializer.deserialize(value)
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
+            raise MalformedRecordError(
+                f"dynamodb.NewImage.{attribute} is not DynamoDB JSON: {json.dumps(value, sort_keys=True)[:200]}"
+            ) from error
+    try:
+        return OutboxRecord.model_validate(plain)
+    except ValidationError as error:
+        issues = error.errors(include_url=False, include_context=False, include_input=False)
+        listed = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or '(item)'}: {issue['msg']}"
+            for issue in issues[:MAX_REPORTED_ISSUES]
+        )
+        more = f" (and {len(issues) - MAX_REPORTED_ISSUES} more)" if len(issues) > MAX_REPORTED_ISSUES else ""
+        raise MalformedRecordError(f"dynamodb.NewImage is not a valid outbox record: {listed}{more}") from error
+
+
+def _record_identity(record: JsonValue) -> str:
+    """The stream's eventID when there is one, else a digest of the record's canonical JSON."""
+    event_id = stream_event_id(record)
+    if event_id is not None:
+        return event_id
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _approximate_creation(record: JsonValue) -> datetime | None:
+    """When DynamoDB wrote the record (epoch seconds in the record), read from the record, never a clock."""
+    change = record.get("dynamodb") if isinstance(record, dict) else None
+    seconds = change.get("ApproximateCreationDateTime") if isinstance(change, dict) else None
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _json_kind(value: JsonValue) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "array"

@@ -1,0 +1,93 @@
+"""The consumer behind its queue: partial batch responses, retries and the DLQ, as the template sets them."""
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from local.eventbridge import create_queues
+from local.functions import functions
+from local.lambda_sqs import SqsPoller, sqs_mappings
+from local.template import Stack
+from tests.support.consumer import ConsumerHarness, envelope, lifecycle
+
+
+@pytest.fixture
+def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> SqsPoller:
+    ConsumerHarness(stack, monkeypatch)  # the consumer's environment
+    sqs = boto3.client("sqs")
+    urls = create_queues(sqs, stack)
+    (mapping,) = sqs_mappings(stack)
+    consumer = functions(stack)[mapping.function_logical_id]
+    # time_scale 0: a failed message is visible again at once instead of after the visibility timeout
+    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=0)
+
+
+def redrive_policy(stack: Stack) -> dict[str, Any]:
+    props = stack.properties("RideEventsQueue")
+    return props["RedrivePolicy"]  # type: ignore[no-any-return]
+
+
+def dlq_bodies(stack: Stack) -> list[str]:
+    sqs = boto3.client("sqs")
+    url = stack.ref("ConsumerDeadLetterQueue")
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [message["Body"] for message in messages]
+
+
+def drain(poller: SqsPoller, limit: int = 50) -> int:
+    """Poll until the queue is empty (failed messages come back at once); return the batches run."""
+    for batches in range(limit):
+        if poller.poll() is None:
+            return batches
+    raise AssertionError("the queue never drained: an endless retry loop")
+
+
+def test_the_template_wires_the_consumer_to_its_queue(poller: SqsPoller, stack: Stack) -> None:
+    mapping = poller.mapping
+    assert mapping.function_logical_id == "ConsumerFunction"
+    assert mapping.report_batch_item_failures
+    assert 1 <= mapping.batch_size <= 10
+    consumer_timeout = functions(stack)["ConsumerFunction"].timeout_seconds
+    assert poller.visibility_timeout >= 6 * consumer_timeout
+    assert int(redrive_policy(stack)["maxReceiveCount"]) >= 2
+
+
+def test_a_poison_message_reaches_the_dlq_while_its_batch_succeeds(
+    poller: SqsPoller, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a ride's events with a poison message among them, all in one batch
+    harness = ConsumerHarness(stack, monkeypatch)
+    events = lifecycle("ride-1")
+    poison = json.dumps({"detail-type": "RideCompleted", "source": "rideonce.rides", "detail": {"oops": True}})
+    sqs = boto3.client("sqs")
+    for body in [envelope(events[0]), poison, *(envelope(event) for event in events[1:])]:
+        sqs.send_message(QueueUrl=poller.queue_url, MessageBody=body)
+    # When the event source mapping runs until the queue is empty
+    first = poller.poll()
+    assert first is not None
+    assert (first.received, len(first.succeeded), len(first.failed)) == (5, 4, 1)
+    drain(poller)
+    # Then the ride took effect once and the poison message is parked in the DLQ, whole
+    assert harness.charged("rider-1")[1] == 1
+    assert harness.projection("ride-1") == {"version": 4, "status": "COMPLETED"}
+    assert dlq_bodies(stack) == [poison]
+
+
+def test_a_gap_that_never_fills_ends_in_the_dlq(
+    poller: SqsPoller, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given version 3 of a ride whose version 2 never arrives
+    harness = ConsumerHarness(stack, monkeypatch)
+    events = lifecycle("ride-1")
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[0]))
+    orphan = envelope(events[2])
+    sqs.send_message(QueueUrl=poller.queue_url, MessageBody=orphan)
+    # When the mapping runs: the orphan is retried maxReceiveCount times, then parked
+    batches = drain(poller)
+    # Then
+    assert batches == int(redrive_policy(stack)["maxReceiveCount"])
+    assert dlq_bodies(stack) == [orphan]
+    assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
