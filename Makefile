@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build unit pytest test demo local invoke chaos clean
+.PHONY: help venv lint typecheck template build pytest test demo local invoke coldstart clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,22 @@ pytest: venv  ## the test suite
 	$(OFFLINE_AWS) $(BIN)/pytest -n 2
 
 test: lint typecheck template build pytest  ## everything CI runs
+
+# The local stack imports the handlers from their CodeUri (functions/) and the emulators from local/.
+LOCAL_ENV := PYTHONPATH=$(CURDIR)/functions:$(CURDIR)
+
+demo: venv  ## the whole pipeline on the local stack; options via ARGS, e.g. ARGS="--rides 2000"
+	$(LOCAL_ENV) $(BIN)/python -m local.demo $(ARGS)
+
+local: venv  ## serve the ride API on 127.0.0.1:3000 with the pipeline running behind it
+	$(LOCAL_ENV) $(BIN)/python -m local.http_api $(ARGS)
+
+invoke: venv  ## run one function with an event: make invoke FUNCTION=ApiFunction EVENT=events/api-create-ride.json
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<logical id> EVENT=events/<file>.json"; exit 2; }
+	$(LOCAL_ENV) $(BIN)/python -m local.invoke $(FUNCTION) $(EVENT)
+
+coldstart: venv  ## handler import times as ratios to boto3's
+	$(LOCAL_ENV) $(BIN)/python -m local.coldstart
 
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -7,14 +7,21 @@ function's timeout. The environment is the one the template gives the function.
 
 import importlib
 import os
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from local.context import FakeLambdaContext
-from local.template import Stack
+from local.template import ROOT, Stack
 
 Handler = Callable[[Any, Any], Any]
+
+# A Lambda execution environment runs one invocation at a time, and the handlers share Powertools'
+# module-level state (the resolver's current event, the metric set): one invocation at a time here too.
+_INVOCATION_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -24,8 +31,12 @@ class LocalFunction:
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
+    code_dir: Path
 
     def handler(self) -> Handler:
+        """The handler, imported from the function's CodeUri directory, as Lambda imports it from /var/task."""
+        if str(self.code_dir) not in sys.path:
+            sys.path.insert(0, str(self.code_dir))
         module_name, _, attribute = self.handler_path.rpartition(".")
         return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
 
@@ -34,7 +45,8 @@ class LocalFunction:
         context = FakeLambdaContext(
             function_name=self.logical_id, memory_limit_in_mb=self.memory_mb, timeout_seconds=self.timeout_seconds
         )
-        return self.handler()(event, context)
+        with _INVOCATION_LOCK:
+            return self.handler()(event, context)
 
 
 def functions(stack: Stack) -> dict[str, LocalFunction]:
@@ -48,6 +60,7 @@ def functions(stack: Stack) -> dict[str, LocalFunction]:
             environment=stack.function_environment(logical_id),
             timeout_seconds=int(props.get("Timeout", 3)),
             memory_mb=int(props.get("MemorySize", 128)),
+            code_dir=ROOT / props["Code"]["S3Key"],
         )
     return found
 
@@ -57,3 +70,15 @@ def export_environment(stack: Stack, environ: dict[str, str] | None = None) -> N
     target = os.environ if environ is None else environ
     for function in functions(stack).values():
         target.update(function.environment)
+
+
+def cold_start(found: dict[str, LocalFunction]) -> None:
+    """New execution environments: re-import handler modules a previous stack in this process warmed.
+
+    A warm handler keeps what it built at its first invocation (boto3 clients, settings); a new stack
+    must not inherit clients that point at another endpoint.
+    """
+    for function in found.values():
+        module = sys.modules.get(function.handler_path.rpartition(".")[0])
+        if module is not None:
+            importlib.reload(module)

@@ -9,7 +9,11 @@
    then writes, keeping an undo record per touched item (and the stream's length) instead of a copy
    of each table: the same all-or-nothing outcome, at a cost that does not grow with the table.
 
-Both are installed by `install()`, once, before any moto backend is used.
+3. The EventBridge envelope. moto's default target input leaves out `account`, which every event
+   EventBridge delivers carries (and which consumers that validate the envelope require); the
+   default template is given it back.
+
+All are installed by `install()`, once, before any moto backend is used.
 """
 
 import copy
@@ -29,6 +33,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.events.utils import EventTemplateParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 REQUEST_LOCK = threading.RLock()
@@ -43,6 +48,10 @@ def install() -> None:
         BotocoreStubber.process_request = _serialized(BotocoreStubber.process_request)  # type: ignore[method-assign]
         DomainDispatcherApplication.__call__ = _serialized(DomainDispatcherApplication.__call__)  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+        EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE.replace(
+            '"source": "<source>",', '"source": "<source>", "account": "<account>",'
+        )
+        assert '"<account>"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE, "moto's envelope template changed"
         _installed = True
 
 

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
 
 ACCOUNT_ID = "123456789012"
+# Stands in for the S3 bucket `sam package` would upload code to; the key is the local CodeUri.
+LOCAL_CODE_BUCKET = "local-build"
 REGION = "us-east-1"
 
 
@@ -40,7 +42,7 @@ def translate(raw: Mapping[str, Any], parameters: Mapping[str, str] | None = Non
     ]
     for section in function_sections:
         if isinstance(section.get("CodeUri"), str) and not section["CodeUri"].startswith("s3://"):
-            section["CodeUri"] = f"s3://local-build/{section['CodeUri'].strip('/')}"
+            section["CodeUri"] = f"s3://{LOCAL_CODE_BUCKET}/{section['CodeUri'].strip('/')}"
     # SAM only asks IAM for managed-policy ARNs by name; offline there is no IAM to ask, and none is needed.
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=REGION))
     return translator.translate(  # type: ignore[no-any-return]
