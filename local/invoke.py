@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("event", type=Path, help="event file, e.g. events/api-create-ride.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     event: Any = json.loads(args.event.read_text())
     endpoint = running_endpoint()
     local: LocalStack | None = None

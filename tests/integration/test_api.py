@@ -263,7 +263,7 @@ def test_unknown_action_is_404_problem(client: ApiClient) -> None:
 @pytest.mark.parametrize(
     ("body", "mentions"),
     [
-        ('{"riderId": "r", "pickup": ', "json"),
+        ('{"riderId": "r", "pickup": ', "not valid JSON: Expecting value at character 27"),
         ({**NEW_RIDE, "pickup": {"lat": "north", "lng": 1}}, "body.pickup.lat"),
         ({**NEW_RIDE, "pickup": {"lat": 91, "lng": 1}}, "less than or equal to 90"),
         ({**NEW_RIDE, "tip": 5}, "body.tip"),

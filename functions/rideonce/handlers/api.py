@@ -263,15 +263,19 @@ def in_flight(error: RequestInFlightError) -> Response[str]:
 @app.exception_handler(RequestValidationError)
 def invalid_request(error: RequestValidationError) -> Response[str]:
     """Malformed JSON, wrong types, unknown fields and missing headers: 400 with each field's problem."""
-    issues = [
-        {
-            "where": ".".join(str(part) for part in issue.get("loc", ())),
-            "problem": issue.get("msg", "invalid"),
-        }
-        for issue in error.errors()
-    ]
+    issues = [_describe(issue) for issue in error.errors()]
     summary = "; ".join(f"{issue['where']}: {issue['problem']}" for issue in issues)
     return problem(400, "Bad Request", f"the request is not valid: {summary}", errors=issues)
+
+
+def _describe(issue: dict[str, Any]) -> dict[str, str]:
+    """One validation issue as where + what is wrong; a JSON syntax error names its position, not a field."""
+    location = [str(part) for part in issue.get("loc", ())]
+    if issue.get("type") == "json_invalid":
+        position = location[1] if len(location) > 1 else "?"
+        reason = issue.get("ctx", {}).get("error", "invalid JSON")
+        return {"where": "body", "problem": f"not valid JSON: {reason} at character {position}"}
+    return {"where": ".".join(location), "problem": str(issue.get("msg", "invalid"))}
 
 
 @app.exception_handler(ResponseValidationError)
