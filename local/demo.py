@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from local.invariants import check_all, scan
-from local.measure import bare_seconds_per_change
+from local.measure import BareBaseline
 from local.pipeline import Pipeline
 from local.stack import STATE_DIR, LocalStack
 from local.traffic import ApiCaller, RideTraffic
@@ -58,6 +58,7 @@ def _run(
     api = ApiCaller(local.stack, local.functions["ApiFunction"])
     traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
     pipeline = Pipeline(local, time_scale=time_scale)
+    bare = BareBaseline(local)
     segment_rates: list[float] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -72,6 +73,7 @@ def _run(
             progress.update(task, advance=changes)
             if traffic.ledger.accepted_changes % PUMP_EVERY == 0:
                 pipeline.pump()
+                bare.sample()
             if segment_changes >= max(50, traffic.total_changes // 10):
                 segment_rates.append(segment_changes / segment_seconds)
                 segment_changes, segment_seconds = 0, 0.0
@@ -87,15 +89,15 @@ def _run(
     ttl_deleted = pipeline.ttl.sweep()
     report = Report(rides=rides, seed=seed)
     _hops(report, traffic, pipeline, before_replay, Snapshot.take(local, pipeline), replayed, ttl_deleted)
-    bare = bare_seconds_per_change(local)
+    bare.close()
     per_change = api.stats.seconds / max(1, traffic.ledger.accepted_changes)
     report.rates = {
         "changes_per_second": round(traffic.ledger.accepted_changes / api.stats.seconds, 1),
         "first_segment_changes_per_second": round(segment_rates[0], 1) if segment_rates else 0.0,
         "last_segment_changes_per_second": round(segment_rates[-1], 1) if segment_rates else 0.0,
         "ms_per_change": round(per_change * 1000, 2),
-        "bare_moto_ms_per_change": round(bare * 1000, 2),
-        "ratio_to_bare_moto": round(per_change / bare, 2),
+        "bare_moto_ms_per_change": round(bare.seconds_per_change * 1000, 2),
+        "ratio_to_bare_moto": round(per_change / bare.seconds_per_change, 2),
     }
     errors = api.stats.statuses.get(500, 0) + sum(s.invocation_errors for s in pipeline.consumer_stats.values())
     errors += sum(pipe.stats.enrichment_errors for pipe in pipeline.pipes)
