@@ -110,3 +110,26 @@ def match_route(routes: list[tuple[str, str]], method: str, path: str) -> tuple[
         return None
     _, route_key, params = max(candidates, key=lambda candidate: candidate[0])
     return route_key, params
+
+
+def route_event(
+    routes: list[tuple[str, str]],
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    caller_arn: str | None = DEFAULT_CALLER_ARN,
+) -> dict[str, Any] | None:
+    """The event API Gateway would send for a request, or None when no route of the template matches it."""
+    matched = match_route(routes, method, path)
+    if matched is None:
+        return None
+    route_key, params = matched
+    all_headers = dict(headers or {})
+    if key is not None:
+        all_headers["Idempotency-Key"] = key
+    return http_event(
+        method, path, route_key=route_key, path_parameters=params, headers=all_headers, body=body, caller_arn=caller_arn
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from local.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
+from local.apigw import DEFAULT_CALLER_ARN, route_event, route_table
 from local.functions import LocalFunction
 from local.template import Stack
 
@@ -46,22 +46,9 @@ class ApiCaller:
     def call(
         self, method: str, path: str, body: Any = None, key: str | None = None, headers: dict[str, str] | None = None
     ) -> ApiResponse:
-        matched = match_route(self._routes, method, path)
-        if matched is None:
+        event = route_event(self._routes, method, path, body, key=key, headers=headers, caller_arn=self._caller_arn)
+        if event is None:
             return ApiResponse(404, {}, {"detail": f"no route {method} {path}"})
-        route_key, params = matched
-        all_headers = dict(headers or {})
-        if key is not None:
-            all_headers["Idempotency-Key"] = key
-        event = http_event(
-            method,
-            path,
-            route_key=route_key,
-            path_parameters=params,
-            headers=all_headers,
-            body=body,
-            caller_arn=self._caller_arn,
-        )
         started = time.perf_counter()
         result = self._function.invoke(event)
         self.stats.seconds += time.perf_counter() - started

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from local.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
+from local.apigw import DEFAULT_CALLER_ARN, route_event, route_table
 from local.context import FakeLambdaContext
 from local.template import Stack
 from rideonce.handlers import api
@@ -41,21 +41,9 @@ class ApiClient:
         headers: dict[str, str] | None = None,
         caller: str | None = DEFAULT_CALLER_ARN,
     ) -> dict[str, Any]:
-        matched = match_route(self._routes, method, path)
-        assert matched, f"template.yaml has no route for {method} {path}"
-        route_key, params = matched
-        all_headers = dict(headers or {})
-        if key is not None:
-            all_headers["Idempotency-Key"] = key
-        return http_event(
-            method,
-            path,
-            route_key=route_key,
-            path_parameters=params,
-            headers=all_headers,
-            body=body,
-            caller_arn=caller,
-        )
+        event = route_event(self._routes, method, path, body, key=key, headers=headers, caller_arn=caller)
+        assert event is not None, f"template.yaml has no route for {method} {path}"
+        return event
 
     def send(self, event: dict[str, Any]) -> HttpResponse:
         result = api.handler(event, FakeLambdaContext(function_name="ApiFunction"))

@@ -42,7 +42,7 @@ from rideonce.models.requests import (
 )
 from rideonce.models.ride import Ride
 from rideonce.observability import logger, metrics
-from rideonce.services.rides import Outcome, RideService, WriteRequest
+from rideonce.services.rides import Outcome, RideService, Transition, WriteRequest
 from rideonce.settings import ApiSettings
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -131,6 +131,11 @@ def respond(outcome: Outcome) -> Response[str]:
     return Response(status_code=stored.status_code, body=stored.body, headers=headers)
 
 
+def transition(ride_id: str, key: str, if_match: str | None, apply: Transition) -> Response[str]:
+    """Every transition route: the same idempotent, version-checked path through the service."""
+    return respond(service().transition(write_request(key), ride_id, if_match, apply))
+
+
 def ride_responses(status: int, description: str, *problems: int) -> dict[int, OpenAPIResponse]:
     ride: OpenAPIResponse = {"description": description, "content": {"application/json": {"model": Ride}}}
     return {status: ride, **problem_responses(*problems)}
@@ -174,13 +179,12 @@ def accept_ride(
     idempotency_key: IdempotencyKey,
     if_match: IfMatch = None,
 ) -> Response[str]:
-    outcome = service().transition(
-        write_request(idempotency_key),
+    return transition(
         ride_id,
+        idempotency_key,
         if_match,
         lambda ride, now, expected: rides.accept(ride, body.driver_id, now, expected),
     )
-    return respond(outcome)
 
 
 @app.post(
@@ -189,8 +193,7 @@ def accept_ride(
     responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
 )
 def start_ride(ride_id: RideId, idempotency_key: IdempotencyKey, if_match: IfMatch = None) -> Response[str]:
-    outcome = service().transition(write_request(idempotency_key), ride_id, if_match, rides.start)
-    return respond(outcome)
+    return transition(ride_id, idempotency_key, if_match, rides.start)
 
 
 @app.post(
@@ -204,13 +207,9 @@ def complete_ride(
     idempotency_key: IdempotencyKey,
     if_match: IfMatch = None,
 ) -> Response[str]:
-    outcome = service().transition(
-        write_request(idempotency_key),
-        ride_id,
-        if_match,
-        lambda ride, now, expected: rides.complete(ride, body.fare, now, expected),
+    return transition(
+        ride_id, idempotency_key, if_match, lambda ride, now, expected: rides.complete(ride, body.fare, now, expected)
     )
-    return respond(outcome)
 
 
 @app.post(
@@ -224,13 +223,9 @@ def cancel_ride(
     idempotency_key: IdempotencyKey,
     if_match: IfMatch = None,
 ) -> Response[str]:
-    outcome = service().transition(
-        write_request(idempotency_key),
-        ride_id,
-        if_match,
-        lambda ride, now, expected: rides.cancel(ride, body.reason, now, expected),
+    return transition(
+        ride_id, idempotency_key, if_match, lambda ride, now, expected: rides.cancel(ride, body.reason, now, expected)
     )
-    return respond(outcome)
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -26,6 +26,9 @@ from rideonce.models.requests import CreateRideRequest
 from rideonce.models.ride import Ride
 from rideonce.settings import ApiSettings
 
+Transition = Callable[[Ride, datetime, int | None], rides.Change]
+"""A lifecycle step: the ride as stored, the time of the change, the version `If-Match` named."""
+
 
 @dataclass(frozen=True)
 class WriteRequest:
@@ -81,7 +84,7 @@ class RideService:
         request: WriteRequest,
         ride_id: str,
         if_match: str | None,
-        apply: Callable[[Ride, datetime, int | None], rides.Change],
+        apply: Transition,
     ) -> Outcome:
         expected = rides.parse_if_match(if_match)
         return self._execute(request, lambda now: apply(self.get(ride_id), now, expected), created=False)
