@@ -7,7 +7,6 @@ then prints a report per hop and the end-to-end invariants. Exits 1 if an invari
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,8 +41,12 @@ class Report:
         return all(check["held"] for check in self.invariants)
 
 
+# The report is the demo's output: the handlers log errors only and emit no metrics (`make local` shows both).
+QUIET_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
 def run(rides: int, seed: int, retry_rate: float, replay: bool, time_scale: float, console: Console) -> Report:
-    local = LocalStack.start()
+    local = LocalStack.start(environment_overrides=QUIET_FUNCTIONS)
     try:
         return _run(local, rides, seed, retry_rate, replay, time_scale, console)
     finally:
@@ -240,9 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=STATE_DIR / "demo-report.json")
     args = parser.parse_args(argv)
-    # Quiet handlers (set before they are imported): the report is the output; `make local` shows logs.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     console = Console(width=None if sys.stdout.isatty() else 120)
     report = run(args.rides, args.seed, args.retry_rate, not args.no_replay, args.time_scale, console)
     render(report, console)

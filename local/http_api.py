@@ -7,7 +7,6 @@ dropped included. Ctrl-C stops everything cleanly.
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -114,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moto-port", type=int, default=5000)
     parser.add_argument("--time-scale", type=float, default=0.05)
     args = parser.parse_args(argv)
-    # Set before the handlers are imported: their logs are the per-event lines of the consumer hop.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "INFO")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     api_url = f"http://127.0.0.1:{args.port}"
-    local = LocalStack.start(port=args.moto_port, api_url=api_url)
+    # The template's log level (INFO) stays: the consumer's log lines are the per-event lines of its hop.
+    local = LocalStack.start(
+        port=args.moto_port, api_url=api_url, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"}
+    )
     pipeline = Pipeline(local, time_scale=args.time_scale, on_batch=on_batch, on_event=on_event)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(local))
     stop = threading.Event()

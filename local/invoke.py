@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
     parser.add_argument("event", type=Path, help="event file, e.g. events/api-create-ride.json")
     args = parser.parse_args(argv)
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     warnings.filterwarnings("ignore", "No application metrics to publish")
     event: Any = json.loads(args.event.read_text())
     endpoint = running_endpoint()
@@ -48,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         stack = Stack.from_file()
         export_environment(stack)
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         available = functions(stack)
     else:
         print("no local stack running (`make local`): starting a fresh one for this invocation", file=sys.stderr)
-        local = LocalStack.start(outputs_file=None)
+        local = LocalStack.start(outputs_file=None, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"})
         available = local.functions
     try:
         if args.function not in available:

@@ -55,12 +55,14 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         outputs_file: Path | None = OUTPUTS_FILE,
         api_url: str | None = None,
+        environment_overrides: dict[str, str] | None = None,
     ) -> "LocalStack":
         """Start moto on 127.0.0.1:`port` and create the stack in it.
 
         Port 0 picks a free port the first time, then the same one again: warm handlers keep their
         boto3 clients across invocations, as in Lambda, so a later stack in this process must answer
-        at the endpoint they were built for.
+        at the endpoint they were built for. `environment_overrides` go over the template's function
+        variables (the demo quiets the handlers' logs, for instance).
         """
         global _last_port
         moto_patches.install()
@@ -84,6 +86,7 @@ class LocalStack:
         archives = _create_archives(stack)
         pipes = _register_pipes(stack)
         export_environment(stack)
+        os.environ.update(environment_overrides or {})
         local_functions = functions(stack)
         cold_start(local_functions)
         local = cls(stack, endpoint, server, tables, messaging, archives, pipes, local_functions)
