@@ -1,7 +1,10 @@
 """The local stack's moto transactions: all-or-nothing like DynamoDB, at a cost flat in table size."""
 
+import json
 import statistics
 import time
+import uuid
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -11,6 +14,14 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
 from local.template import Stack
+from rideonce.dal.idempotency import IdempotencyStore
+from rideonce.dal.rides import RideStore
+from rideonce.logic import rides as ride_logic
+from rideonce.models.requests import CreateRideRequest
+from rideonce.models.ride import Money
+from rideonce.services.rides import RideService, Transition, WriteRequest
+from rideonce.settings import ApiSettings
+from tests.support.api import NEW_RIDE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -128,3 +139,55 @@ def test_transaction_rate_stays_flat_as_tables_grow(stack: Stack) -> None:
         f"10k items {25 / statistics.median(big_times):.0f}, ratio {ratio:.2f}"
     )
     assert ratio >= 0.8
+
+
+def ride_lifecycles_seconds(service: RideService, rides: int) -> float:
+    request = CreateRideRequest.model_validate(NEW_RIDE)
+    fare = Money(amount=Decimal("10.00"), currency="EUR")
+    steps: list[Transition] = [
+        lambda ride, now, expected: ride_logic.accept(ride, "d", now, expected),
+        ride_logic.start,
+        lambda ride, now, expected: ride_logic.complete(ride, fare, now, expected),
+    ]
+    started = time.perf_counter()
+    for _ in range(rides):
+        ride_id = json.loads(service.create(write_request(), request).response.body)["rideId"]
+        for step in steps:
+            service.transition(write_request(), ride_id, None, step)
+    return time.perf_counter() - started
+
+
+def write_request() -> WriteRequest:
+    return WriteRequest("caller", str(uuid.uuid4()), "fp", "00-" + "1" * 32 + "-" + "2" * 16 + "-00")
+
+
+def test_ride_change_rate_stays_flat_as_tables_grow(stack: Stack) -> None:
+    # Given the API's three tables, empty, and copies of them holding 10,000 items each
+    ddb = boto3.client("dynamodb")
+    settings = ApiSettings.from_env(stack.function_environment("ApiFunction"))
+    shapes = ("RidesTable", "OutboxTable", "IdempotencyTable")
+    big = {shape: copy_table(ddb, stack, shape, f"big-{shape}") for shape in shapes}
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    for index in range(10_000):
+        backend.put_item(big["RidesTable"], {"rideId": {"S": f"bulk-{index}"}, "version": {"N": "1"}})
+        backend.put_item(big["OutboxTable"], {"rideId": {"S": f"bulk-{index}"}, "version": {"N": "1"}})
+        backend.put_item(big["IdempotencyTable"], {"scope": {"S": f"bulk-{index}"}})
+
+    def service(tables: dict[str, str]) -> RideService:
+        return RideService(
+            RideStore(ddb, tables["RidesTable"], tables["OutboxTable"]),
+            IdempotencyStore(ddb, tables["IdempotencyTable"]),
+            settings,
+        )
+
+    empty_service = service({shape: stack.name_of(shape) for shape in shapes})
+    big_service = service(big)
+    # When ride lifecycles (4 changes each) run on each, alternating
+    empty_times, big_times = [], []
+    for _ in range(6):
+        empty_times.append(ride_lifecycles_seconds(empty_service, 8))
+        big_times.append(ride_lifecycles_seconds(big_service, 8))
+    # Then ride changes per second on 10,000 items are at least 80% of those on empty tables
+    empty_rate, big_rate = 32 / statistics.median(empty_times), 32 / statistics.median(big_times)
+    print(f"ride changes/s: empty {empty_rate:.0f}, 10k items {big_rate:.0f}, ratio {big_rate / empty_rate:.2f}")
+    assert big_rate >= 0.8 * empty_rate
