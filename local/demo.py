@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from local.functions import send_output_to
 from local.invariants import check_all, scan
 from local.measure import BareBaseline
 from local.pipeline import Pipeline
@@ -41,16 +42,24 @@ class Report:
         return all(check["held"] for check in self.invariants)
 
 
-# The report is the demo's output: the handlers log errors only and emit no metrics (`make local` shows both).
+# The report is the demo's output: the handlers log errors only, emit no metrics, and what they print
+# goes to .local/functions.log (`make local` shows both in the terminal).
 QUIET_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
+FUNCTION_OUTPUT = STATE_DIR / "functions.log"
+
+
 def run(rides: int, seed: int, retry_rate: float, replay: bool, time_scale: float, console: Console) -> Report:
-    local = LocalStack.start(environment_overrides=QUIET_FUNCTIONS)
-    try:
-        return _run(local, rides, seed, retry_rate, replay, time_scale, console)
-    finally:
-        local.stop()
+    FUNCTION_OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    with FUNCTION_OUTPUT.open("w") as output:
+        send_output_to(output)
+        local = LocalStack.start(environment_overrides=QUIET_FUNCTIONS)
+        try:
+            return _run(local, rides, seed, retry_rate, replay, time_scale, console)
+        finally:
+            local.stop()
+            send_output_to(None)
 
 
 def _run(

@@ -5,6 +5,7 @@ path from the template) and call it with the event and a Lambda context whose de
 function's timeout. The environment is the one the template gives the function.
 """
 
+import contextlib
 import importlib
 import os
 import sys
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from local.context import FakeLambdaContext
 from local.template import ROOT, Stack
@@ -22,6 +23,16 @@ Handler = Callable[[Any, Any], Any]
 # A Lambda execution environment runs one invocation at a time, and the handlers share Powertools'
 # module-level state (the resolver's current event, the metric set): one invocation at a time here too.
 _INVOCATION_LOCK = threading.RLock()
+_output: TextIO | None = None
+
+
+def send_output_to(stream: TextIO | None) -> None:
+    """Where what the functions print (metrics, print calls) goes, like a log group; None: this process's.
+
+    Loggers built at import keep the stdout of the process, so errors stay visible.
+    """
+    global _output
+    _output = stream
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,9 @@ class LocalFunction:
             function_name=self.logical_id, memory_limit_in_mb=self.memory_mb, timeout_seconds=self.timeout_seconds
         )
         with _INVOCATION_LOCK:
-            return self.handler()(event, context)
+            handler = self.handler()  # imported outside the redirect: loggers keep this process's stdout
+            with contextlib.redirect_stdout(_output or sys.stdout):
+                return handler(event, context)
 
 
 def functions(stack: Stack) -> dict[str, LocalFunction]:
