@@ -8,13 +8,15 @@ then prints a report per hop and the end-to-end invariants. Exits 1 if an invari
 import argparse
 import json
 import sys
-import time
+import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -119,12 +121,14 @@ def _run(
 
 def _replay_archive(local: LocalStack, since: datetime) -> int:
     """Replay everything archived since `since` onto the same bus, as an operator would after an incident."""
-    events = boto3.client("events")
+    # moto replays synchronously inside StartReplay, which takes a while for thousands of events: wait
+    # for it instead of letting botocore time out and retry a call that already started the replay.
+    events = boto3.client("events", config=Config(read_timeout=900, retries={"max_attempts": 1}))
     archive = local.archives["RideEventArchive"]
     archive_arn = local.stack.get_att("RideEventArchive", "Arn")
     count = int(events.describe_archive(ArchiveName=archive).get("EventCount", 0))
     events.start_replay(
-        ReplayName=f"demo-replay-{int(time.time())}",
+        ReplayName=f"demo-replay-{uuid.uuid4().hex[:12]}",
         EventSourceArn=archive_arn,
         EventStartTime=since,
         EventEndTime=datetime.now(UTC) + timedelta(minutes=1),
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=STATE_DIR / "demo-report.json")
     args = parser.parse_args(argv)
+    # Powertools warns when an invocation emitted no metric (a read, a replayed duplicate): expected here.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     console = Console(width=None if sys.stdout.isatty() else 120)
     report = run(args.rides, args.seed, args.retry_rate, not args.no_replay, args.time_scale, console)
     render(report, console)

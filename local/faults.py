@@ -1,0 +1,705 @@
+"""Seeded fault injection for the local stack: every duplicate, crash and delay of design.md, at every hop.
+
+One seed decides every fault, so a failing run replays exactly. A decision is a pure function of
+(seed, fault, subject, attempt), where the subject is what the fault happens to (an Idempotency-Key, an
+event's idempotency key, a poison message's id) and the attempt counts how often that subject has reached
+that point before. Why not one random stream: the consumer designs make different calls in a different
+order (ours defers an early event and the baselines do not; a crash leaves the rest of a batch
+unprocessed), so a shared stream would hand each design another schedule. Hashing per occurrence gives
+every design that reaches the same point with the same event the same fault.
+
+The injectors wrap the code under test at runtime and change none of it:
+
+- client -> API: `FaultyApiCaller` (concurrent duplicates, a crash after the commit, then the client's
+  retry) over `RideTraffic`'s own retries; `api_crashes_after_commit` wraps `RideStore.commit`;
+  `SeededRideIds` makes ride ids follow from the seed.
+- stream -> Pipe -> bus: `FaultyEventBridge` (PutEvents partial failures and duplicates) and
+  `redeliver_batches` (a batch delivered again), around a `PipeRunner`.
+- queue -> consumer: `instrument_*` put crash points between each design's steps, a `Turnstile` that makes
+  two consumers of one message read before either writes, and an `EffectLog` of every effect written.
+
+A crash is a `Crash`, a `BaseException`: like a killed process, nothing in the code under test catches it.
+"""
+
+import hashlib
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+from unittest import mock
+
+from local.apigw import DEFAULT_CALLER_ARN
+from local.baselines import CheckThenWriteConsumer, PowertoolsIdempotencyConsumer
+from local.functions import LocalFunction
+from local.pipe import PipeRunner
+from local.template import Stack
+from local.traffic import ApiCaller, ApiResponse
+from rideonce.dal.consumer import ApplyResult, EffectStore
+from rideonce.dal.rides import RideStore
+from rideonce.logic import idempotency, rides
+from rideonce.logic.consumer import charge_for
+from rideonce.logic.errors import RequestInFlightError
+from rideonce.logic.events import event_identity
+from rideonce.models.consumer import ProcessedKey
+from rideonce.models.events import OutboxRecord, RideEvent
+from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
+from rideonce.models.ride import Money, Ride
+from rideonce.services.rides import Outcome, RideService, WriteRequest
+
+if TYPE_CHECKING:
+    from rideonce.logic.rides import Change
+
+T = TypeVar("T")
+
+
+class Hop(StrEnum):
+    CLIENT_TO_API = "client -> API"
+    API_TO_TABLES = "API -> tables"
+    STREAM_TO_BUS = "stream -> Pipe -> bus"
+    BUS_TO_QUEUE = "bus -> queue"
+    QUEUE_TO_CONSUMER = "queue -> consumer"
+
+
+class Fault(StrEnum):
+    CLIENT_RETRY = "client-retry"
+    CONCURRENT_REQUESTS = "concurrent-requests"
+    API_CRASH_AFTER_COMMIT = "api-crash-after-commit"
+    POISON_OUTBOX_ITEM = "poison-outbox-item"
+    PIPE_BATCH_AGAIN = "pipe-batch-again"
+    PUT_EVENTS_PARTIAL_FAILURE = "put-events-partial-failure"
+    PUT_EVENTS_DUPLICATE = "put-events-duplicate"
+    RULE_FIRES_TWICE = "rule-fires-twice"
+    ARCHIVE_REPLAY = "archive-replay"
+    POISON_MESSAGE = "poison-message"
+    OUT_OF_ORDER = "out-of-order"
+    NOT_DELETED = "not-deleted"
+    CONCURRENT_CONSUMERS = "concurrent-consumers"
+    CRASH_AFTER_PARSE = "crash-after-parse"
+    CRASH_AFTER_READ = "crash-after-read"
+    CRASH_MID_EFFECT = "crash-mid-effect"
+    CRASH_AFTER_EFFECT = "crash-after-effect"
+    CRASH_AFTER_RECORD = "crash-after-record"
+    CRASH_BEFORE_DELETE = "crash-before-delete"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    hop: Hop
+    what: str
+
+
+FAULTS: dict[Fault, FaultSpec] = {
+    Fault.CLIENT_RETRY: FaultSpec(Hop.CLIENT_TO_API, "the client retries with the same key after the commit"),
+    Fault.CONCURRENT_REQUESTS: FaultSpec(Hop.CLIENT_TO_API, "two threads send the same request and key at once"),
+    Fault.API_CRASH_AFTER_COMMIT: FaultSpec(
+        Hop.API_TO_TABLES, "the API function dies after its commit, before it answers; the client retries"
+    ),
+    Fault.POISON_OUTBOX_ITEM: FaultSpec(Hop.API_TO_TABLES, "a malformed item written to the outbox table"),
+    Fault.PIPE_BATCH_AGAIN: FaultSpec(Hop.STREAM_TO_BUS, "a delivered Pipe batch is delivered again"),
+    Fault.PUT_EVENTS_PARTIAL_FAILURE: FaultSpec(
+        Hop.STREAM_TO_BUS, "PutEvents reports one failed entry: the Pipe re-runs the batch through enrichment"
+    ),
+    Fault.PUT_EVENTS_DUPLICATE: FaultSpec(Hop.STREAM_TO_BUS, "an accepted entry is put again under a new id"),
+    Fault.RULE_FIRES_TWICE: FaultSpec(Hop.BUS_TO_QUEUE, "the rule delivers the same EventBridge message twice"),
+    Fault.ARCHIVE_REPLAY: FaultSpec(
+        Hop.BUS_TO_QUEUE, "a time window of the archive is replayed hours later (rate = share of the run)"
+    ),
+    Fault.POISON_MESSAGE: FaultSpec(Hop.BUS_TO_QUEUE, "a malformed body is sent to the consumer queue"),
+    Fault.OUT_OF_ORDER: FaultSpec(Hop.QUEUE_TO_CONSUMER, "a message is held back, so later versions arrive first"),
+    Fault.NOT_DELETED: FaultSpec(
+        Hop.QUEUE_TO_CONSUMER, "a processed message is not deleted: SQS redelivers it after the visibility timeout"
+    ),
+    Fault.CONCURRENT_CONSUMERS: FaultSpec(Hop.QUEUE_TO_CONSUMER, "two consumers handle the same message at once"),
+    Fault.CRASH_AFTER_PARSE: FaultSpec(Hop.QUEUE_TO_CONSUMER, "the consumer dies after parsing the message"),
+    Fault.CRASH_AFTER_READ: FaultSpec(
+        Hop.QUEUE_TO_CONSUMER, "the consumer dies after its check (applied version, processed key, Powertools lock)"
+    ),
+    Fault.CRASH_MID_EFFECT: FaultSpec(
+        Hop.QUEUE_TO_CONSUMER, "the consumer dies between two effect writes (none in a one-transaction design)"
+    ),
+    Fault.CRASH_AFTER_EFFECT: FaultSpec(Hop.QUEUE_TO_CONSUMER, "the consumer dies after the effect"),
+    Fault.CRASH_AFTER_RECORD: FaultSpec(
+        Hop.QUEUE_TO_CONSUMER, "the consumer dies after recording the event as processed"
+    ),
+    Fault.CRASH_BEFORE_DELETE: FaultSpec(
+        Hop.QUEUE_TO_CONSUMER, "the consumer dies after reporting the record, before SQS deletes the message"
+    ),
+}
+
+CONSUMER_CRASHES = (
+    Fault.CRASH_AFTER_PARSE,
+    Fault.CRASH_AFTER_READ,
+    Fault.CRASH_MID_EFFECT,
+    Fault.CRASH_AFTER_EFFECT,
+    Fault.CRASH_AFTER_RECORD,
+    Fault.CRASH_BEFORE_DELETE,
+)
+"""The crash points between a consumer's steps. A crash kills the whole invocation, so the batch stays."""
+
+POISON_SHARE = 0.01
+"""Poison per ride change, as a share of the headline rate: enough to park some, few enough to read them."""
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """How often each fault fires, per occurrence of its subject at its point (0 switches it off)."""
+
+    rates: Mapping[Fault, float]
+
+    @classmethod
+    def uniform(cls, rate: float, batch_size: int = 10) -> "FaultRates":
+        """`rate` extra deliveries at every hop.
+
+        Two kinds are scaled so they add about `rate` too, rather than being `rate` per occurrence: a crash
+        point is passed six times per record and a crash redelivers the whole batch (`batch_size` records),
+        so each crash point fires at rate / (6 x batch_size); poison is `rate` x POISON_SHARE per change.
+        """
+        rates = dict.fromkeys(Fault, rate)
+        for crash in CONSUMER_CRASHES:
+            rates[crash] = rate / (len(CONSUMER_CRASHES) * batch_size)
+        rates[Fault.POISON_OUTBOX_ITEM] = rates[Fault.POISON_MESSAGE] = rate * POISON_SHARE
+        return cls(rates)
+
+    def __getitem__(self, fault: Fault) -> float:
+        return self.rates.get(fault, 0.0)
+
+    def with_rate(self, fault: Fault, rate: float) -> "FaultRates":
+        return FaultRates({**self.rates, fault: rate})
+
+
+@dataclass
+class FaultCount:
+    evaluated: int = 0
+    injected: int = 0
+
+
+class FaultPlan:
+    """The fault schedule of one seed: `decide` is pure; `occurs` numbers the attempts and keeps count."""
+
+    def __init__(self, seed: int, rates: FaultRates) -> None:
+        self.seed = seed
+        self.rates = rates
+        self._lock = threading.Lock()
+        self._attempts: Counter[tuple[Fault, str]] = Counter()
+        self.counts: dict[Fault, FaultCount] = {fault: FaultCount() for fault in Fault}
+
+    def draw(self, fault: Fault, subject: str, attempt: int) -> float:
+        """A uniform number in [0, 1) from (seed, fault, subject, attempt): the same inputs, the same number."""
+        text = f"{self.seed}\x1f{fault.value}\x1f{subject}\x1f{attempt}"
+        digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def decide(self, fault: Fault, subject: str, attempt: int) -> bool:
+        rate = self.rates[fault]
+        return rate > 0 and self.draw(fault, subject, attempt) < rate
+
+    def occurs(self, fault: Fault, subject: str) -> bool:
+        """Whether `fault` hits `subject` this time: its next attempt at this point, decided and counted."""
+        with self._lock:
+            attempt = self._attempts[(fault, subject)]
+            self._attempts[(fault, subject)] += 1
+            hit = self.decide(fault, subject, attempt)
+            self.counts[fault].evaluated += 1
+            self.counts[fault].injected += hit
+        return hit
+
+    def injected(self, fault: Fault, times: int = 1) -> None:
+        """Count a fault injected by quantity rather than by decision (poison items, replayed events)."""
+        with self._lock:
+            self.counts[fault].evaluated += times
+            self.counts[fault].injected += times
+
+    def fork(self) -> "FaultPlan":
+        """The same schedule with fresh attempt numbers and counts: each consumer design starts from zero."""
+        return FaultPlan(self.seed, self.rates)
+
+    def summary(self, faults: tuple[Fault, ...] = tuple(Fault)) -> dict[str, dict[str, float]]:
+        return {
+            fault.value: {
+                "rate": self.rates[fault],
+                "evaluated": self.counts[fault].evaluated,
+                "injected": self.counts[fault].injected,
+            }
+            for fault in faults
+        }
+
+
+class Crash(BaseException):
+    """An injected crash. A BaseException, as a killed invocation is: no `except Exception` stops it."""
+
+    def __init__(self, fault: Fault, subject: str) -> None:
+        super().__init__(f"injected {fault.value} at {subject}")
+        self.fault = fault
+        self.subject = subject
+
+
+def _replace(target: object, method: str, replacement: Callable[..., Any]) -> None:
+    """Shadow a method with an instance attribute: only this object changes, its class and the others do not."""
+    setattr(target, method, replacement)
+
+
+# ---------------------------------------------------------------- client -> API
+
+SEEDED_ID_NAMESPACE = uuid.UUID("1d6f2f8e-3c0b-4b51-9a43-5f1e0c7d2b90")
+CHAOS_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class SeededRideIds:
+    """Ride ids derived from the seed and the create request's Idempotency-Key, so a run replays exactly.
+
+    Every downstream decision is keyed by the event's idempotency key, which holds the ride id; random ids
+    would give a replayed run another schedule. Two threads creating with one key derive the same id, as the
+    service's lock tokens (never seen downstream) stay random.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._local = threading.local()
+
+    def make_id(self) -> str:
+        pending: str | None = getattr(self._local, "ride_id", None)
+        self._local.ride_id = None
+        return pending or str(uuid.uuid4())
+
+    def install(self, service: RideService) -> RideService:
+        """Wrap the service's `create` so its first `make_id` call is the derived ride id."""
+        create = service.create
+
+        def seeded_create(request: WriteRequest, body: CreateRideRequest) -> Outcome:
+            name = f"{self._seed}|{request.caller}|{request.idempotency_key}"
+            self._local.ride_id = str(uuid.uuid5(SEEDED_ID_NAMESPACE, name))
+            try:
+                return create(request, body)
+            finally:
+                self._local.ride_id = None
+
+        _replace(service, "create", seeded_create)
+        return service
+
+
+@contextmanager
+def api_crashes_after_commit(plan: FaultPlan) -> Iterator[None]:
+    """While active, `RideStore.commit` may raise a `Crash` after its transaction committed.
+
+    The client sees no answer and retries with the same key; the key's COMPLETED record committed in the
+    same transaction, so the retry must get the stored response, not a second ride change.
+    """
+    commit = RideStore.commit
+
+    def crashing_commit(self: RideStore, change: "Change", record: OutboxRecord, also: Any = None) -> None:
+        commit(self, change, record, also)
+        subject = record.event.metadata.idempotency_key
+        if plan.occurs(Fault.API_CRASH_AFTER_COMMIT, subject):
+            raise Crash(Fault.API_CRASH_AFTER_COMMIT, subject)
+
+    with mock.patch.object(RideStore, "commit", crashing_commit):
+        yield
+
+
+@dataclass
+class ApiFaultStats:
+    concurrent_pairs: int = 0
+    in_flight_conflicts: int = 0
+    """409 Request In Flight answers to the loser of a concurrent pair (it retried and got the replay)."""
+    crash_retries: int = 0
+    service_requests: int = 0
+    service_replays: int = 0
+
+
+class FaultyApiCaller(ApiCaller):
+    """An `ApiCaller` whose requests meet the client-side faults, always ending with the same ride.
+
+    - a crash after the commit: the request raises `Crash`; the client retries with the same key and must
+      get the replay (`Idempotent-Replayed: true`) with the committed ride;
+    - concurrent duplicates: the same request and key go at once through the handler (this thread) and
+      straight through a `RideService` (another thread; the Lambda handler object is not thread-safe). One
+      wins; the other gets 409 in flight or the replay, and on 409 retries until it gets the replay. Both
+      clients must end with the same ride.
+    """
+
+    def __init__(self, stack: Stack, function: LocalFunction, plan: FaultPlan, second_service: RideService) -> None:
+        super().__init__(stack, function)
+        self._plan = plan
+        self._second = second_service
+        self._seen: set[str] = set()
+        self.faults = ApiFaultStats()
+
+    def call(
+        self, method: str, path: str, body: Any = None, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> ApiResponse:
+        first_time = key is not None and key not in self._seen
+        if key is not None:
+            self._seen.add(key)
+        if first_time and key is not None and method == "POST" and self._plan.occurs(Fault.CONCURRENT_REQUESTS, key):
+            return self._concurrently(method, path, body, key, headers or {})
+        return self._surviving(method, path, body, key, headers)
+
+    def _surviving(
+        self, method: str, path: str, body: Any, key: str | None, headers: dict[str, str] | None
+    ) -> ApiResponse:
+        """One request; after an injected crash, the client's retry with the same key."""
+        try:
+            return super().call(method, path, body, key, headers)
+        except Crash:
+            self.faults.crash_retries += 1
+            retried = super().call(method, path, body, key, headers)
+            if retried.headers.get("idempotent-replayed") != "true":
+                raise AssertionError(f"the retry after a crash of {method} {path} was not a replay") from None
+            return retried
+
+    def _concurrently(self, method: str, path: str, body: Any, key: str, headers: dict[str, str]) -> ApiResponse:
+        self.faults.concurrent_pairs += 1
+        start = threading.Barrier(2)
+        second: list[ApiResponse | BaseException] = []
+
+        def other_client() -> None:
+            start.wait()
+            second.append(self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=False))
+
+        thread = threading.Thread(target=other_client, name="concurrent-request")
+        thread.start()
+        start.wait()
+        try:
+            first: ApiResponse | None = super().call(method, path, body, key, headers)
+        except Crash:
+            self.faults.crash_retries += 1
+            first = None
+        thread.join()
+        if first is None or first.status == 409:
+            self.faults.in_flight_conflicts += first is not None
+            first = super().call(method, path, body, key, headers)
+        (other,) = second
+        if isinstance(other, BaseException):
+            raise other
+        if other.status == 409:
+            other = self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=True)
+        if (other.status, other.body) != (first.status, first.body):
+            raise AssertionError(f"concurrent {method} {path}: the two clients got different rides")
+        return first
+
+    def _via_service_until_answered(
+        self, method: str, path: str, body: Any, key: str, headers: dict[str, str], *, retry_in_flight: bool
+    ) -> ApiResponse:
+        """The second client: the service called directly, surviving an injected crash like `_surviving`."""
+        try:
+            response = self._via_service(method, path, body, key, headers)
+        except Crash:
+            self.faults.crash_retries += 1
+            response = self._via_service(method, path, body, key, headers)
+        except RequestInFlightError:
+            if retry_in_flight:
+                raise
+            self.faults.in_flight_conflicts += 1
+            return ApiResponse(409, {}, None)
+        return response
+
+    def _via_service(self, method: str, path: str, body: Any, key: str, headers: dict[str, str]) -> ApiResponse:
+        """What the handler's routes do, minus the resolver: parse the body, call the service, shape the answer."""
+        request = WriteRequest(
+            caller=DEFAULT_CALLER_ARN,
+            idempotency_key=key,
+            fingerprint=idempotency.fingerprint(method, path, body),
+            traceparent=CHAOS_TRACEPARENT,
+        )
+        self.faults.service_requests += 1
+        parts = path.strip("/").split("/")
+        if parts == ["rides"]:
+            outcome = self._second.create(request, CreateRideRequest.model_validate(body))
+        else:
+            _, ride_id, action = parts
+            outcome = self._second.transition(request, ride_id, headers.get("If-Match"), _transition(action, body))
+        self.faults.service_replays += outcome.replayed
+        stored = outcome.response
+        return ApiResponse(
+            stored.status_code,
+            {name.lower(): value for name, value in stored.headers.items()},
+            json.loads(stored.body) if stored.body else None,
+        )
+
+
+def _transition(action: str, body: Any) -> Callable[[Ride, Any, int | None], "Change"]:
+    """The domain function each transition route calls, with the body parsed by its request model."""
+    if action == "accept":
+        driver = AcceptRideRequest.model_validate(body).driver_id
+        return lambda ride, now, expected: rides.accept(ride, driver, now, expected)
+    if action == "start":
+        return rides.start
+    if action == "complete":
+        fare: Money = CompleteRideRequest.model_validate(body).fare
+        return lambda ride, now, expected: rides.complete(ride, fare, now, expected)
+    if action == "cancel":
+        reason = CancelRideRequest.model_validate(body or {}).reason
+        return lambda ride, now, expected: rides.cancel(ride, reason, now, expected)
+    raise ValueError(f"no ride action {action!r}")
+
+
+# ---------------------------------------------------------------- stream -> Pipe -> bus
+
+
+def record_subject(record: Mapping[str, Any]) -> str:
+    """A stream record's subject: the idempotency key of the outbox row (rideId, version) it carries."""
+    keys = record.get("dynamodb", {}).get("Keys", {})
+    ride_id = str(keys.get("rideId", {}).get("S", "?"))
+    version = int(keys.get("version", {}).get("N", "0"))
+    return event_identity(ride_id, version).idempotency_key
+
+
+def entry_subject(entry: Mapping[str, Any]) -> str:
+    """A PutEvents entry's subject: the idempotency key in its detail (a ride event's, or a rejection's)."""
+    try:
+        return str(json.loads(entry["Detail"])["metadata"]["idempotencyKey"])
+    except (KeyError, TypeError, ValueError):
+        return hashlib.sha256(str(entry.get("Detail")).encode()).hexdigest()
+
+
+@dataclass
+class PutCall:
+    """One PutEvents call that reached the bus: when (wall clock, around the call) and how many entries."""
+
+    started: float
+    ended: float
+    entries: int
+
+
+class FaultyEventBridge:
+    """The Pipe's EventBridge client, with PutEvents faults; every other call passes through.
+
+    - partial failure: one entry (picked by the seed) is reported failed and not put, the others are put,
+      so the Pipe re-runs the batch through the enrichment and puts its events again;
+    - duplicate: an accepted entry is put once more, the same detail under a new EventBridge id.
+    """
+
+    def __init__(self, client: Any, plan: FaultPlan, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._plan = plan
+        self._clock = clock
+        self.calls: list[PutCall] = []
+        self.duplicates_put = 0
+        self.failed_entries = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 (boto3's name)
+        subject = entry_subject(Entries[0])
+        if self._plan.occurs(Fault.PUT_EVENTS_PARTIAL_FAILURE, subject):
+            failed = int(self._plan.draw(Fault.PUT_EVENTS_PARTIAL_FAILURE, subject, -1) * len(Entries))
+            sent = [entry for index, entry in enumerate(Entries) if index != failed]
+            results = list(self._put(sent)["Entries"]) if sent else []
+            results.insert(failed, {"ErrorCode": "InternalFailure", "ErrorMessage": "injected partial failure"})
+            self.failed_entries += 1
+            return {"FailedEntryCount": sum(1 for result in results if result.get("ErrorCode")), "Entries": results}
+        response = self._put(Entries)
+        for entry, result in zip(Entries, response["Entries"], strict=True):
+            if result.get("EventId") and self._plan.occurs(Fault.PUT_EVENTS_DUPLICATE, entry_subject(entry)):
+                self._put([entry])
+                self.duplicates_put += 1
+        return response
+
+    def _put(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        started = self._clock()
+        response: dict[str, Any] = self._client.put_events(Entries=entries)
+        self.calls.append(PutCall(started, self._clock(), len(entries)))
+        return response
+
+
+def redeliver_batches(runner: PipeRunner, plan: FaultPlan) -> Callable[[], int]:
+    """Wrap the runner's delivery so a delivered batch may be delivered again (enriched and put once more).
+
+    Returns a function that tells how many batches were delivered again.
+    """
+    deliver = runner._deliver
+    again = [0]
+
+    def deliver_maybe_twice(shard: Any, batch: Any) -> None:
+        deliver(shard, batch)
+        if batch.records and plan.occurs(Fault.PIPE_BATCH_AGAIN, record_subject(batch.records[0])):
+            again[0] += 1
+            deliver(shard, batch)
+
+    _replace(runner, "_deliver", deliver_maybe_twice)
+    return lambda: again[0]
+
+
+# ---------------------------------------------------------------- queue -> consumer
+
+PRIMARY = "primary"
+SECOND = "second"
+
+
+class ConsumerContext(threading.local):
+    """Per thread: which message is being handled, by which of two concurrent consumers, under which gate.
+
+    `faults_allowed` is cleared for a delivery on one of a message's last two receives before the DLQ, so
+    that a message parks only when the consumer itself keeps refusing it (see chaos.py).
+    """
+
+    subject: str = ""
+    role: str = PRIMARY
+    gate: "Turnstile | None" = None
+    faults_allowed: bool = True
+
+    def key(self) -> str:
+        """The fault subject: the second consumer of a message has attempts of its own (threads race)."""
+        return self.subject if self.role == PRIMARY else f"{self.subject}#{SECOND}"
+
+
+class Turnstile:
+    """Two consumers of one message, lined up at their first read so that both read before either writes.
+
+    The primary reads first, then the second, then both go on: the interleaving that breaks a
+    check-then-write design, made certain and repeatable instead of left to the scheduler. A consumer that
+    leaves early (it crashed, or its message was poison) releases the other.
+    """
+
+    def __init__(self, timeout_seconds: float = 30.0) -> None:
+        self._condition = threading.Condition()
+        self._read: set[str] = set()
+        self._gone: set[str] = set()
+        self._timeout = timeout_seconds
+        self.timed_out = False
+
+    def read(self, role: str, step: Callable[[], T]) -> T:
+        if role == SECOND:
+            self._await(PRIMARY)
+        try:
+            return step()
+        finally:
+            self._mark(self._read, role)
+            if role == PRIMARY:
+                self._await(SECOND)
+
+    def leave(self, role: str) -> None:
+        self._mark(self._gone, role)
+
+    def _mark(self, where: set[str], role: str) -> None:
+        with self._condition:
+            where.add(role)
+            self._condition.notify_all()
+
+    def _await(self, role: str) -> None:
+        with self._condition:
+            if not self._condition.wait_for(lambda: role in self._read or role in self._gone, self._timeout):
+                self.timed_out = True
+
+
+@dataclass
+class EffectLog:
+    """Every effect write a design made, in order, recorded by wrappers on its effect writers.
+
+    The order check reads this, not timestamps: it is what was actually applied, and when.
+    """
+
+    projections: list[tuple[str, int]] = field(default_factory=list)
+    charges: list[tuple[str, int, Decimal]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def projection(self, event: RideEvent) -> None:
+        with self._lock:
+            self.projections.append((event.data.ride_id, event.data.version))
+
+    def charge(self, event: RideEvent, amount: Decimal) -> None:
+        with self._lock:
+            self.charges.append((event.data.ride_id, event.data.version, amount))
+
+
+def crash_after(plan: FaultPlan, context: ConsumerContext, fault: Fault, step: Callable[..., T]) -> Callable[..., T]:
+    """`step`, then maybe a `Crash`: the point between `step` and whatever the design does next."""
+
+    def stepped(*args: Any, **kwargs: Any) -> T:
+        result = step(*args, **kwargs)
+        if context.faults_allowed and plan.occurs(fault, context.key()):
+            raise Crash(fault, context.key())
+        return result
+
+    return stepped
+
+
+def gated(context: ConsumerContext, step: Callable[..., T]) -> Callable[..., T]:
+    """`step` through the thread's turnstile, the first time only (later reads of the same call are free)."""
+
+    def read(*args: Any, **kwargs: Any) -> T:
+        gate = context.gate
+        if gate is None:
+            return step(*args, **kwargs)
+        context.gate = None
+        return gate.read(context.role, lambda: step(*args, **kwargs))
+
+    return read
+
+
+def instrument_rideonce(store: EffectStore, plan: FaultPlan, context: ConsumerContext, log: EffectLog) -> None:
+    """Our consumer's steps: read the applied version, then one transaction (effect and record together).
+
+    The crash after the effect and the crash after the record are one point here, since one transaction
+    writes both; both decisions are still made there, so this design meets the same schedule.
+    """
+    apply = store.apply
+
+    def recorded_apply(event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> ApplyResult:
+        result = apply(event, key, charge, now)
+        if result is ApplyResult.APPLIED:
+            log.projection(event)
+            if charge is not None:
+                log.charge(event, charge.amount)
+        return result
+
+    after_effect = crash_after(plan, context, Fault.CRASH_AFTER_EFFECT, recorded_apply)
+    _replace(store, "apply", crash_after(plan, context, Fault.CRASH_AFTER_RECORD, after_effect))
+    read = crash_after(plan, context, Fault.CRASH_AFTER_READ, store.applied_version)
+    _replace(store, "applied_version", gated(context, read))
+
+
+def _record_effects(
+    consumer: CheckThenWriteConsumer | PowertoolsIdempotencyConsumer,
+    plan: FaultPlan,
+    context: ConsumerContext,
+    log: EffectLog,
+) -> None:
+    """The baselines' effect writers, recorded, with the crash between the projection and the charge."""
+    put = consumer._put_projection
+    charge = consumer._charge
+
+    def recorded_put(event: RideEvent) -> None:
+        put(event)
+        log.projection(event)
+
+    def recorded_charge(event: RideEvent) -> None:
+        charge(event)
+        money = charge_for(event)
+        if money is not None:
+            log.charge(event, money.amount)
+
+    _replace(consumer, "_put_projection", crash_after(plan, context, Fault.CRASH_MID_EFFECT, recorded_put))
+    _replace(consumer, "_charge", recorded_charge)
+    effects = crash_after(plan, context, Fault.CRASH_AFTER_EFFECT, consumer._apply_effects)
+    _replace(consumer, "_apply_effects", effects)
+
+
+def instrument_check_then_write(
+    consumer: CheckThenWriteConsumer, plan: FaultPlan, context: ConsumerContext, log: EffectLog
+) -> None:
+    """Check-then-write's steps: read the key, project, charge, record the key: four requests."""
+    _record_effects(consumer, plan, context, log)
+    read = crash_after(plan, context, Fault.CRASH_AFTER_READ, consumer._read_key)
+    _replace(consumer, "_read_key", gated(context, read))
+    record = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, consumer._record_key)
+    _replace(consumer, "_record_key", record)
+
+
+def instrument_powertools(
+    consumer: PowertoolsIdempotencyConsumer, plan: FaultPlan, context: ConsumerContext, log: EffectLog
+) -> None:
+    """Powertools' steps: the INPROGRESS lock (its check), project, charge, the COMPLETED update."""
+    _record_effects(consumer, plan, context, log)
+    persistence = consumer.persistence
+    lock = crash_after(plan, context, Fault.CRASH_AFTER_READ, persistence.save_inprogress)
+    _replace(persistence, "save_inprogress", gated(context, lock))
+    success = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, persistence.save_success)
+    _replace(persistence, "save_success", success)
