@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from local.apigw import DEFAULT_CALLER_ARN
@@ -54,8 +54,6 @@ from rideonce.services.rides import Outcome, RideService, WriteRequest
 
 if TYPE_CHECKING:
     from rideonce.logic.rides import Change
-
-T = TypeVar("T")
 
 
 class Hop(StrEnum):
@@ -141,6 +139,8 @@ CONSUMER_CRASHES = (
     Fault.CRASH_BEFORE_DELETE,
 )
 """The crash points between a consumer's steps. A crash kills the whole invocation, so the batch stays."""
+PER_DELIVERY_CRASHES = (Fault.CRASH_AFTER_PARSE, Fault.CRASH_AFTER_READ, Fault.CRASH_BEFORE_DELETE)
+"""The crash points every delivery passes, duplicates included; the others only a first application passes."""
 
 POISON_SHARE = 0.01
 """Poison per ride change, as a share of the headline rate: enough to park some, few enough to read them."""
@@ -156,13 +156,16 @@ class FaultRates:
     def uniform(cls, rate: float, batch_size: int = 10) -> "FaultRates":
         """`rate` extra deliveries at every hop.
 
-        Two kinds are scaled so they add about `rate` too, rather than being `rate` per occurrence: a crash
-        point is passed six times per record and a crash redelivers the whole batch (`batch_size` records),
-        so each crash point fires at rate / (6 x batch_size); poison is `rate` x POISON_SHARE per change.
+        Two kinds are scaled so they add about `rate` too, rather than being `rate` per occurrence. A crash
+        redelivers the whole batch (`batch_size` records), so a crash point passed once per event (the
+        effect points) fires at rate / batch_size, and the three every delivery passes (after parsing, after
+        the check, before the delete) at a third of that each. Poison is `rate` x POISON_SHARE per change.
         """
         rates = dict.fromkeys(Fault, rate)
         for crash in CONSUMER_CRASHES:
-            rates[crash] = rate / (len(CONSUMER_CRASHES) * batch_size)
+            rates[crash] = rate / batch_size
+        for crash in PER_DELIVERY_CRASHES:
+            rates[crash] = rate / (len(PER_DELIVERY_CRASHES) * batch_size)
         rates[Fault.POISON_OUTBOX_ITEM] = rates[Fault.POISON_MESSAGE] = rate * POISON_SHARE
         return cls(rates)
 
@@ -209,10 +212,10 @@ class FaultPlan:
             self.counts[fault].injected += hit
         return hit
 
-    def injected(self, fault: Fault, times: int = 1) -> None:
-        """Count a fault injected by quantity rather than by decision (poison items, replayed events)."""
+    def injected(self, fault: Fault, times: int = 1, evaluated: int | None = None) -> None:
+        """Count a fault injected by quantity rather than by decision (poison, replayed events, client retries)."""
         with self._lock:
-            self.counts[fault].evaluated += times
+            self.counts[fault].evaluated += times if evaluated is None else evaluated
             self.counts[fault].injected += times
 
     def fork(self) -> "FaultPlan":
@@ -329,6 +332,8 @@ class FaultyApiCaller(ApiCaller):
         self._second = second_service
         self._seen: set[str] = set()
         self.faults = ApiFaultStats()
+        self.violations: list[str] = []
+        """Broken promises seen by a client: a retry that was not a replay, two clients with different rides."""
 
     def call(
         self, method: str, path: str, body: Any = None, key: str | None = None, headers: dict[str, str] | None = None
@@ -350,7 +355,7 @@ class FaultyApiCaller(ApiCaller):
             self.faults.crash_retries += 1
             retried = super().call(method, path, body, key, headers)
             if retried.headers.get("idempotent-replayed") != "true":
-                raise AssertionError(f"the retry after a crash of {method} {path} was not a replay") from None
+                self.violations.append(f"the retry after a crash of {method} {path} was not a replay")
             return retried
 
     def _concurrently(self, method: str, path: str, body: Any, key: str, headers: dict[str, str]) -> ApiResponse:
@@ -380,7 +385,7 @@ class FaultyApiCaller(ApiCaller):
         if other.status == 409:
             other = self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=True)
         if (other.status, other.body) != (first.status, first.body):
-            raise AssertionError(f"concurrent {method} {path}: the two clients got different rides")
+            self.violations.append(f"concurrent {method} {path}: the two clients got different answers")
         return first
 
     def _via_service_until_answered(
@@ -486,7 +491,7 @@ class FaultyEventBridge:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 (boto3's name)
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         subject = entry_subject(Entries[0])
         if self._plan.occurs(Fault.PUT_EVENTS_PARTIAL_FAILURE, subject):
             failed = int(self._plan.draw(Fault.PUT_EVENTS_PARTIAL_FAILURE, subject, -1) * len(Entries))
@@ -565,7 +570,7 @@ class Turnstile:
         self._timeout = timeout_seconds
         self.timed_out = False
 
-    def read(self, role: str, step: Callable[[], T]) -> T:
+    def read[T](self, role: str, step: Callable[[], T]) -> T:
         if role == SECOND:
             self._await(PRIMARY)
         try:
@@ -609,7 +614,7 @@ class EffectLog:
             self.charges.append((event.data.ride_id, event.data.version, amount))
 
 
-def crash_after(plan: FaultPlan, context: ConsumerContext, fault: Fault, step: Callable[..., T]) -> Callable[..., T]:
+def crash_after[T](plan: FaultPlan, context: ConsumerContext, fault: Fault, step: Callable[..., T]) -> Callable[..., T]:
     """`step`, then maybe a `Crash`: the point between `step` and whatever the design does next."""
 
     def stepped(*args: Any, **kwargs: Any) -> T:
@@ -621,7 +626,7 @@ def crash_after(plan: FaultPlan, context: ConsumerContext, fault: Fault, step: C
     return stepped
 
 
-def gated(context: ConsumerContext, step: Callable[..., T]) -> Callable[..., T]:
+def gated[T](context: ConsumerContext, step: Callable[..., T]) -> Callable[..., T]:
     """`step` through the thread's turnstile, the first time only (later reads of the same call are free)."""
 
     def read(*args: Any, **kwargs: Any) -> T:

@@ -191,3 +191,43 @@ def test_ride_change_rate_stays_flat_as_tables_grow(stack: Stack) -> None:
     empty_rate, big_rate = 32 / statistics.median(empty_times), 32 / statistics.median(big_times)
     print(f"ride changes/s: empty {empty_rate:.0f}, 10k items {big_rate:.0f}, ratio {big_rate / empty_rate:.2f}")
     assert big_rate >= 0.8 * empty_rate
+
+
+def send_seconds(sqs: Any, url: str, count: int) -> float:
+    started = time.perf_counter()
+    for index in range(count):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{index}")
+    return time.perf_counter() - started
+
+
+def test_send_message_cost_does_not_grow_with_queue_depth(stack: Stack) -> None:
+    # Given an empty queue and one holding 5,000 undelivered messages (an archive replay, say)
+    sqs = boto3.client("sqs")
+    empty = sqs.create_queue(QueueName="empty")["QueueUrl"]
+    deep = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    for start in range(0, 5_000, 10):
+        sqs.send_message_batch(
+            QueueUrl=deep, Entries=[{"Id": str(i), "MessageBody": f"fill{start + i}"} for i in range(10)]
+        )
+    # When messages are sent to each, alternating
+    empty_times = [send_seconds(sqs, empty, 50) for _ in range(1)]
+    deep_times = []
+    for _ in range(4):
+        deep_times.append(send_seconds(sqs, deep, 50))
+        empty_times.append(send_seconds(sqs, empty, 50))
+    # Then sending to the deep queue costs at most 25% more
+    ratio = statistics.median(empty_times) / statistics.median(deep_times)
+    print(f"send_message: deep/empty rate ratio {ratio:.2f}")
+    assert ratio >= 0.8
+
+
+def test_fifo_content_based_deduplication_still_applies(stack: Stack) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(
+        QueueName="dedup.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for _ in range(2):
+        sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+    sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="g")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "2"
