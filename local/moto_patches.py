@@ -13,10 +13,12 @@
    EventBridge delivers carries (and which consumers that validate the envelope require); the
    default template is given it back.
 
-4. SendMessage cost. moto's SendMessage reads one queue attribute through a property that counts every
-   message in the queue (visible, in flight, delayed), so filling a queue is quadratic: an archive
-   replay of 7,000 events into an undrained queue took minutes. While a message is being sent, that
-   property answers the one attribute SendMessage reads, computed the same way, without the counts.
+4. Queue depth. moto's SendMessage, and ReceiveMessage for every message it looks at, read one queue
+   setting through a property that counts every message in the queue (visible, in flight, delayed),
+   so a deep queue makes both quadratic: an archive replay of 7,000 events into an undrained queue
+   took minutes. SendMessage gets the one attribute it reads without the counts, and the retention
+   check of ReceiveMessage reads the retention period directly; both compute what moto computes.
+   (ReceiveMessage still scans the queue once per call: linear in its depth, no longer quadratic.)
 
 All are installed by `install()`, once, before any moto backend is used.
 """
@@ -28,6 +30,7 @@ from functools import wraps
 from typing import Any
 
 from moto.core.botocore_stubber import BotocoreStubber
+from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -97,8 +100,13 @@ def _cheap_queue_attributes_while_sending() -> None:
         finally:
             _sending.active = False
 
+    def retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
+        return bool(retention_seconds + message.sent_timestamp / 1000 > unix_time())
+
     Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
     SQSBackend.send_message = sending  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
 
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}

@@ -231,3 +231,34 @@ def test_fifo_content_based_deduplication_still_applies(stack: Stack) -> None:
     sqs.send_message(QueueUrl=url, MessageBody="other", MessageGroupId="g")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "2"
+
+
+def receive_seconds(sqs: Any, url: str, batches: int) -> float:
+    started = time.perf_counter()
+    for _ in range(batches):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+        assert len(messages) == 10
+    return time.perf_counter() - started
+
+
+def test_receive_message_cost_grows_at_most_linearly_with_queue_depth(stack: Stack) -> None:
+    # Given a queue of 20 messages and one of 5,000
+    sqs = boto3.client("sqs")
+    shallow = sqs.create_queue(QueueName="shallow")["QueueUrl"]
+    deep = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    for url, count in ((shallow, 20), (deep, 5_000)):
+        for start in range(0, count, 10):
+            sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+            )
+    # When batches are received from each, alternating
+    shallow_times, deep_times = [], []
+    for _ in range(4):
+        shallow_times.append(receive_seconds(sqs, shallow, 10))
+        deep_times.append(receive_seconds(sqs, deep, 10))
+    # Then a receive from the deep queue costs at most 25 times one from the shallow queue. moto still scans
+    # the queue once per receive (linear, about 10x at this depth); what is gone is the per-message count
+    # of the whole queue that made it quadratic (about 100x at this depth, 1.1 s per receive).
+    ratio = statistics.median(deep_times) / statistics.median(shallow_times)
+    print(f"receive_message: deep/shallow time ratio {ratio:.1f}")
+    assert ratio <= 25
