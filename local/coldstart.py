@@ -1,13 +1,18 @@
 """Cold-start import cost of each handler module, as a ratio to boto3's, measured in the same run.
 
 Each sample is a fresh interpreter that times one import with perf_counter; the handlers and the
-baselines alternate, so load on a shared machine touches both alike. Medians are reported.
+baselines alternate, so load on a shared machine touches both alike. Medians are reported. Then the
+enrichment's warm cost per record, on a 10-record batch like the ones the Pipe sends.
 """
 
 import argparse
 import statistics
 import subprocess
 import sys
+import timeit
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from local.template import ROOT
 
@@ -32,6 +37,63 @@ def sample(code: str) -> float:
     return float(output.strip().splitlines()[-1])
 
 
+def outbox_stream_batch(size: int = 10) -> list[dict[str, Any]]:
+    """`size` INSERT records of real outbox items, several rides interleaved, as the Pipe hands them over."""
+    from rideonce.dal.dynamo import to_item
+    from rideonce.logic import events, rides
+    from rideonce.models.requests import CreateRideRequest
+    from rideonce.models.ride import Location, Money
+
+    start = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    request = CreateRideRequest(rider_id="rider-1", pickup=Location(lat=1, lng=2), dropoff=Location(lat=3, lng=4))
+    changes = []
+    for number in range(size // 4 + 1):
+        change = rides.request_ride(f"ride-{number}", request, start)
+        changes.append(change)
+        fare = Money(amount=Decimal("12.50"), currency="EUR")
+        for action in ("accept", "start", "complete"):
+            if action == "accept":
+                change = rides.accept(change.ride, "driver", start)
+            elif action == "start":
+                change = rides.start(change.ride, start)
+            else:
+                change = rides.complete(change.ride, fare, start)
+            changes.append(change)
+    batch = []
+    for sequence, change in enumerate(changes[:size]):
+        item = to_item(
+            events.outbox_record(change, start, "00-" + "1" * 32 + "-" + "2" * 16 + "-01", timedelta(days=7))
+        )
+        batch.append(
+            {
+                "eventID": f"{sequence:032x}",
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795341600,
+                    "NewImage": item,
+                    "SequenceNumber": str(sequence),
+                },
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/outbox/stream/2026-11-22T10:00:00.000",
+            }
+        )
+    return batch
+
+
+def enrichment_microseconds_per_record(repeats: int = 200) -> float:
+    from local.context import FakeLambdaContext
+    from rideonce.handlers import enrichment
+
+    batch = outbox_stream_batch()
+    context: Any = FakeLambdaContext(function_name="EnrichmentFunction")
+    events = enrichment.handler(batch, context)
+    assert [event["metadata"]["source"] for event in events] == ["rideonce.rides"] * len(batch), "a record was rejected"
+    runs = timeit.repeat(lambda: enrichment.handler(batch, context), number=10, repeat=repeats)
+    return statistics.median(runs) / 10 / len(batch) * 1_000_000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=9)
@@ -48,6 +110,7 @@ def main() -> None:
     for name, value in medians.items():
         ratios = ", ".join(f"{value / medians[base]:.2f} x {base}" for base in BASELINES)
         print(f"  {name:32s} {value * 1000:7.1f} ms   {ratios}")
+    print(f"enrichment, warm: {enrichment_microseconds_per_record():.1f} us per record on a 10-record batch (median)")
 
 
 if __name__ == "__main__":
