@@ -73,24 +73,25 @@ def _run(
     traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
     pipeline = Pipeline(local, time_scale=time_scale)
     bare = BareBaseline(local)
-    segment_rates: list[float] = []
+    segments: list[Segment] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("ride changes", total=traffic.total_changes)
-        segment_changes, segment_seconds = 0, 0.0
+        segment = Segment()
         while not traffic.done():
-            before = api.stats.seconds
+            api_before, bare_before, bare_changes_before = api.stats.seconds, bare.seconds, bare.changes
             changes = traffic.step()
-            segment_changes += changes
-            segment_seconds += api.stats.seconds - before
-            progress.update(task, advance=changes)
             if traffic.ledger.accepted_changes % PUMP_EVERY == 0:
                 pipeline.pump()
                 bare.sample()
-            if segment_changes >= max(50, traffic.total_changes // 10):
-                segment_rates.append(segment_changes / segment_seconds)
-                segment_changes, segment_seconds = 0, 0.0
+            segment.add(
+                changes, api.stats.seconds - api_before, bare.seconds - bare_before, bare.changes - bare_changes_before
+            )
+            progress.update(task, advance=changes)
+            if segment.changes >= max(50, traffic.total_changes // 10):
+                segments.append(segment)
+                segment = Segment()
         progress.update(task, total=traffic.ledger.accepted_changes, completed=traffic.ledger.accepted_changes)
         drain = progress.add_task("pipeline draining", total=None)
         pipeline.run_until_quiet()
@@ -107,8 +108,10 @@ def _run(
     per_change = api.stats.seconds / max(1, traffic.ledger.accepted_changes)
     report.rates = {
         "changes_per_second": round(traffic.ledger.accepted_changes / api.stats.seconds, 1),
-        "first_segment_changes_per_second": round(segment_rates[0], 1) if segment_rates else 0.0,
-        "last_segment_changes_per_second": round(segment_rates[-1], 1) if segment_rates else 0.0,
+        "first_segment_changes_per_second": segments[0].rate if segments else 0.0,
+        "first_segment_ratio_to_bare_moto": segments[0].ratio_to_bare if segments else 0.0,
+        "last_segment_changes_per_second": segments[-1].rate if segments else 0.0,
+        "last_segment_ratio_to_bare_moto": segments[-1].ratio_to_bare if segments else 0.0,
         "ms_per_change": round(per_change * 1000, 2),
         "bare_moto_ms_per_change": round(bare.seconds_per_change * 1000, 2),
         "ratio_to_bare_moto": round(per_change / bare.seconds_per_change, 2),
@@ -135,6 +138,32 @@ def _replay_archive(local: LocalStack, since: datetime) -> int:
         Destination={"Arn": local.stack.get_att("RideEventBus", "Arn")},
     )
     return count
+
+
+@dataclass
+class Segment:
+    """About a tenth of the run: its API rate, and the bare moto calls sampled during it."""
+
+    changes: int = 0
+    seconds: float = 0.0
+    bare_seconds: float = 0.0
+    bare_changes: int = 0
+
+    def add(self, changes: int, seconds: float, bare_seconds: float, bare_changes: int) -> None:
+        self.changes += changes
+        self.seconds += seconds
+        self.bare_seconds += bare_seconds
+        self.bare_changes += bare_changes
+
+    @property
+    def rate(self) -> float:
+        return round(self.changes / self.seconds, 1)
+
+    @property
+    def ratio_to_bare(self) -> float:
+        if not self.bare_changes:
+            return 0.0
+        return round((self.seconds / self.changes) / (self.bare_seconds / self.bare_changes), 2)
 
 
 @dataclass(frozen=True)
@@ -228,7 +257,10 @@ def render(report: Report, console: Console) -> None:
     rates = report.rates
     console.print(
         f"API: {rates['changes_per_second']} ride changes/s "
-        f"(first tenth {rates['first_segment_changes_per_second']}, last {rates['last_segment_changes_per_second']}); "
+        f"(first tenth {rates['first_segment_changes_per_second']}"
+        f" = {rates['first_segment_ratio_to_bare_moto']} x bare, "
+        f"last tenth {rates['last_segment_changes_per_second']}"
+        f" = {rates['last_segment_ratio_to_bare_moto']} x bare); "
         f"{rates['ms_per_change']} ms per change = "
         f"{rates['ratio_to_bare_moto']} x its bare moto calls ({rates['bare_moto_ms_per_change']} ms)"
     )
