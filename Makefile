@@ -41,8 +41,9 @@ template: venv  ## cfn-lint and sam validate --lint
 build: venv  ## sam build (no container)
 	$(OFFLINE_AWS) $(BIN)/sam build --parallel --cached
 
-pytest: venv  ## the test suite
-	$(OFFLINE_AWS) $(BIN)/pytest -n 2
+pytest: venv  ## the test suite (timing comparisons last, on their own)
+	$(OFFLINE_AWS) $(BIN)/pytest -n 2 -m "not perf"
+	$(OFFLINE_AWS) $(BIN)/pytest -m perf
 
 test: lint typecheck template build pytest  ## everything CI runs
 

@@ -118,6 +118,7 @@ def copy_table(ddb: Any, stack: Stack, logical_id: str, name: str) -> str:
     return name
 
 
+@pytest.mark.perf
 def test_transaction_rate_stays_flat_as_tables_grow(stack: Stack) -> None:
     # Given two copies of the rides and outbox tables, one empty and one holding 10,000 items each
     ddb = boto3.client("dynamodb")
@@ -161,6 +162,7 @@ def write_request() -> WriteRequest:
     return WriteRequest("caller", str(uuid.uuid4()), "fp", "00-" + "1" * 32 + "-" + "2" * 16 + "-00")
 
 
+@pytest.mark.perf
 def test_ride_change_rate_stays_flat_as_tables_grow(stack: Stack) -> None:
     # Given the API's three tables, empty, and copies of them holding 10,000 items each
     ddb = boto3.client("dynamodb")
@@ -200,6 +202,7 @@ def send_seconds(sqs: Any, url: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.perf
 def test_send_message_cost_does_not_grow_with_queue_depth(stack: Stack) -> None:
     # Given an empty queue and one holding 5,000 undelivered messages (an archive replay, say)
     sqs = boto3.client("sqs")
@@ -241,6 +244,7 @@ def receive_seconds(sqs: Any, url: str, batches: int) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.perf
 def test_receive_message_cost_grows_at_most_linearly_with_queue_depth(stack: Stack) -> None:
     # Given a queue of 20 messages and one of 5,000
     sqs = boto3.client("sqs")
