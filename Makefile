@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test demo local invoke coldstart clean
+.PHONY: help venv lint typecheck template build pytest test demo local invoke chaos coldstart clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ local: venv  ## serve the ride API on 127.0.0.1:3000 with the pipeline running b
 invoke: venv  ## run one function with an event: make invoke FUNCTION=ApiFunction EVENT=events/api-create-ride.json
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<logical id> EVENT=events/<file>.json"; exit 2; }
 	$(LOCAL_ENV) $(BIN)/python -m local.invoke $(FUNCTION) $(EVENT)
+
+chaos: venv  ## seeded faults at every hop, rideonce beside the usual designs; e.g. ARGS="--seed 3"
+	$(LOCAL_ENV) $(BIN)/python -m local.chaos $(ARGS)
 
 coldstart: venv  ## handler import times as ratios to boto3's
 	$(LOCAL_ENV) $(BIN)/python -m local.coldstart

@@ -27,8 +27,10 @@ healthy message would otherwise park by bad luck alone, which says nothing about
 only when the consumer itself keeps refusing it, as with poison.
 
 `--transport in-process` (the default) sends boto3's requests straight into the moto backends the server
-serves, through moto's own botocore stubber: the same request and response handling, without the socket
-and the HTTP server, about 4x faster. `--transport http` sends everything through the server.
+serves, through moto's own botocore stubber: the same request and response handling without the socket and
+the HTTP server, several times faster per request. `--transport http` sends everything through the server.
+`--workers` runs designs at once, each beyond the first in a process with a local stack of its own. The
+same seed gives the same report, timings aside, with either transport and any number of workers.
 """
 
 import argparse
@@ -37,6 +39,7 @@ import heapq
 import importlib
 import json
 import math
+import multiprocessing
 import os
 import sys
 import threading
@@ -46,6 +49,7 @@ import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -56,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 from unittest import mock
 
 import boto3
+from botocore import UNSIGNED
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from moto.core.botocore_stubber import BotocoreStubber
@@ -82,15 +87,17 @@ from local.faults import (
     FaultyApiCaller,
     FaultyEventBridge,
     Hop,
+    PutCall,
     SeededRideIds,
     Turnstile,
     api_crashes_after_commit,
     instrument_check_then_write,
     instrument_powertools,
     instrument_rideonce,
+    lined_up_claims,
     redeliver_batches,
 )
-from local.functions import LocalFunction
+from local.functions import LocalFunction, send_output_to
 from local.invariants import Check
 from local.lambda_sqs import SqsMapping, sqs_mappings
 from local.pipe import PipeRunner, pipe_configs
@@ -135,6 +142,7 @@ INVOCATION_SECONDS = 0.05
 HOLD_SECONDS = (20.0, 100.0)
 """How long a message held back (out of order) waits: under the visibility timeout, so successors retry once."""
 QUIET_LIMIT = timedelta(days=30)
+QUIET_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 # ---------------------------------------------------------------- transport
@@ -168,7 +176,10 @@ class Transport:
         if not self.in_process:
             return boto3.client(service)  # type: ignore[call-overload]
         # AWS's own endpoint, never AWS_ENDPOINT_URL: moto's stubber recognises services by their AWS hosts.
-        config = Config(ignore_configured_endpoint_urls=True)  # type: ignore[call-arg]  # botocore-stubs lag botocore
+        # Unsigned: moto checks no signature, and SigV4 signing was a third of an in-process request's time.
+        config = Config(  # type: ignore[call-arg]  # botocore-stubs lag botocore
+            ignore_configured_endpoint_urls=True, signature_version=UNSIGNED
+        )
         client = boto3.client(service, config=config)  # type: ignore[call-overload]
         client.meta.events.register("before-send", self._send)
         return client
@@ -416,6 +427,7 @@ def run_upstream(
 
         patches.enter_context(mock.patch.object(api_module, "service", current_service))
         patches.enter_context(api_crashes_after_commit(plan))
+        patches.enter_context(lined_up_claims())
         api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, new_service())
         traffic = RideTraffic(api, rides=rides, seed=plan.seed, retry_rate=plan.rates[Fault.CLIENT_RETRY])
         bus = FaultyEventBridge(transport.events(), plan, time.time)
@@ -508,7 +520,7 @@ def run_upstream(
         HopRow(
             Hop.CLIENT_TO_API.value,
             "all",
-            api.stats.requests + api.faults.service_requests,
+            api.faults.handler_requests + api.faults.service_requests,
             ledger.client_retries + api.faults.crash_retries + api.faults.concurrent_pairs,
             api.stats.replays + api.faults.service_replays + api.faults.in_flight_conflicts,
             ledger.accepted_changes,
@@ -575,55 +587,64 @@ def run_upstream(
 def _replay_window(
     local: LocalStack,
     transport: Transport,
-    calls: list[Any],
+    calls: list[PutCall],
     plan: FaultPlan,
     capture: Capture,
     into: list[Delivery],
 ) -> str:
-    """Replay a window of whole seconds holding about `rate` of the run's events, from the middle of the run.
+    """Replay the time window holding about `rate` of the run's events, from the middle of the run.
 
-    Replayed in slices of REPLAY_SLICE_EVENTS, each drained before the next: moto's queue gets slower with
-    every message it holds.
+    The window's edges fall between two PutEvents calls (whose wall-clock times the bus wrapper noted), so
+    which events it holds follows from the calls alone, not from how fast this machine ran them. It is
+    replayed in slices of about REPLAY_SLICE_EVENTS events, each drained before the next: moto's queue gets
+    slower with every message it holds.
     """
-    share = plan.rates[Fault.ARCHIVE_REPLAY]
-    per_second: Counter[int] = Counter()
-    for call in calls:
-        per_second[int(call.started)] += call.entries
-    total = sum(per_second.values())
+    share = min(plan.rates[Fault.ARCHIVE_REPLAY], 1.0)
+    total = sum(call.entries for call in calls)
     if share <= 0 or not total:
         return "none"
-    seconds = sorted(per_second)
-    skip, take = total * (1 - min(share, 1.0)) / 2, total * min(share, 1.0)
+    skip, take = total * (1 - share) / 2, total * share
     window: list[int] = []
-    seen = 0
-    for second in seconds:
-        if seen >= skip and sum(per_second[s] for s in window) < take:
-            window.append(second)
-        seen += per_second[second]
-    if not window:
-        window = seconds[-1:]
+    seen = taken = 0
+    for index, call in enumerate(calls):
+        if seen >= skip and taken < take:
+            window.append(index)
+            taken += call.entries
+        seen += call.entries
+
+    def edge(index: int) -> float:
+        """A moment between call index - 1 and call index (moto stamps each event inside its call)."""
+        if index == 0:
+            return calls[0].started - 0.001
+        if index == len(calls):
+            return calls[-1].ended + 0.001
+        return (calls[index - 1].ended + calls[index].started) / 2
+
+    slices: list[tuple[int, int]] = []
+    first, in_slice = window[0], 0
+    for index in window:
+        if in_slice and in_slice + calls[index].entries > REPLAY_SLICE_EVENTS:
+            slices.append((first, index))
+            first, in_slice = index, 0
+        in_slice += calls[index].entries
+    slices.append((first, window[-1] + 1))
     events = transport.events()
     archive_arn = local.stack.get_att("RideEventArchive", "Arn")
     bus_arn = local.stack.get_att("RideEventBus", "Arn")
-    slice_start, in_slice = window[0], 0
-    bounds: list[tuple[int, int]] = []
-    for second in window:
-        if in_slice and in_slice + per_second[second] > REPLAY_SLICE_EVENTS:
-            bounds.append((slice_start, second))
-            slice_start, in_slice = second, 0
-        in_slice += per_second[second]
-    bounds.append((slice_start, window[-1] + 1))
-    for index, (start, end) in enumerate(bounds):
+    for number, (start, end) in enumerate(slices):
         events.start_replay(
-            ReplayName=f"chaos-{plan.seed}-{index}-{uuid.uuid4().hex[:8]}",
+            ReplayName=f"chaos-{plan.seed}-{number}-{uuid.uuid4().hex[:8]}",
             EventSourceArn=archive_arn,
-            EventStartTime=datetime.fromtimestamp(start, UTC),
-            EventEndTime=datetime.fromtimestamp(end, UTC),
+            EventStartTime=datetime.fromtimestamp(edge(start), UTC),
+            EventEndTime=datetime.fromtimestamp(edge(end), UTC),
             Destination={"Arn": bus_arn},
         )
         capture.drain(into)
-    first, last = datetime.fromtimestamp(window[0], UTC), datetime.fromtimestamp(window[-1] + 1, UTC)
-    return f"{first:%H:%M:%S}-{last:%H:%M:%S} UTC ({len(bounds)} slices)"
+    opened, closed = (datetime.fromtimestamp(edge(index), UTC) for index in (window[0], window[-1] + 1))
+    return (
+        f"{opened:%H:%M:%S.%f}-{closed:%H:%M:%S.%f} UTC: {taken} of {total} events put, PutEvents calls "
+        f"{window[0] + 1}-{window[-1] + 1} of {len(calls)} ({len(slices)} slices)"
+    )
 
 
 def _scan(client: "DynamoDBClient", table: str) -> list[dict[str, Any]]:
@@ -712,13 +733,10 @@ class SimQueue:
         self._add(message)
         return message
 
-    def received_copy(self, message: SimMessage) -> SimMessage:
-        """A second copy of `message`, already received once (by a second consumer) and so invisible."""
-        copy_ = self.send(message.body, message.subject, message.poison)
-        copy_.receive_count = 1
-        copy_.first_received_at = self._clock.now()
-        self._make_invisible(copy_)
-        return copy_
+    def receive_again(self, message: SimMessage) -> None:
+        """`message`, already received, is received once more (by a second consumer): it counts, as in SQS."""
+        message.receive_count += 1
+        self._make_invisible(message)
 
     def receive(self, limit: int) -> list[SimMessage]:
         now = self._clock.now()
@@ -1013,7 +1031,7 @@ class ConsumerRun:
             pairs = [
                 message
                 for message in batch
-                if message.receive_count <= self._last_faulty_receive
+                if message.receive_count + 1 <= self._last_faulty_receive
                 and self._plan.occurs(Fault.CONCURRENT_CONSUMERS, message.subject)
             ]
             alone = [message for message in batch if message not in pairs]
@@ -1059,27 +1077,30 @@ class ConsumerRun:
             self.queue.delete(message)
 
     def _concurrently(self, message: SimMessage) -> None:
-        """Two consumers with one message at once: the handler with it, and the design's second instance."""
+        """Two consumers with one message at once: the handler with it, and the design's second instance.
+
+        One message received twice (its visibility timeout ran out under the first consumer, or SQS handed it
+        to two receivers): only the newest receipt handle, the second consumer's, deletes it. So the message
+        goes when the second consumer succeeds, and otherwise stays to be received again.
+        """
         self._phase.concurrent_pairs += 1
         gate = Turnstile()
-        copy_ = self.queue.received_copy(message)
-        outcome: dict[str, bool | set[str]] = {}
+        self.queue.receive_again(message)
+        second_deletes: list[bool] = []
 
         def primary() -> None:
             try:
-                outcome[PRIMARY] = self._invoke([message], gate)
+                self._invoke([message], gate)  # its receipt handle is stale: it cannot delete the message
             except BaseException as error:  # a harness fault: reported, never left in a thread
                 self.unhandled.append(f"primary consumer: {error!r}")
-                outcome[PRIMARY] = {message.message_id}
             finally:
                 gate.leave(PRIMARY)
 
         def second() -> None:
             try:
-                outcome[SECOND] = self._second_consumer(copy_, gate)
+                second_deletes.append(self._second_consumer(message, gate))
             except BaseException as error:  # a harness fault: reported, never left in a thread
                 self.unhandled.append(f"second consumer: {error!r}")
-                outcome[SECOND] = False
             finally:
                 gate.leave(SECOND)
 
@@ -1090,12 +1111,10 @@ class ConsumerRun:
             thread.join()
         if gate.timed_out:
             self.unhandled.append(f"the turnstile of {message.subject} timed out")
-        self._settle([message], cast("set[str]", outcome[PRIMARY]))
-        if outcome[SECOND] is True:
-            self.queue.delete(copy_)
+        self._settle([message], set() if second_deletes == [True] else {message.message_id})
 
     def _second_consumer(self, message: SimMessage, gate: Turnstile) -> bool:
-        """The second consumer: parse and handle the copy at record level; True when it would be deleted."""
+        """The second consumer: parse and handle the message at record level; True when it would delete it."""
         context = self._context
         context.role, context.gate, context.subject = SECOND, gate, message.subject
         context.faults_allowed = True
@@ -1107,7 +1126,7 @@ class ConsumerRun:
             with self._lock:
                 self._phase.crashed_invocations += 1
             return False
-        except Exception:  # counted by _after_handling; the copy stays for a retry
+        except Exception:  # counted by _after_handling; the message stays for a retry
             return False
         finally:
             context.gate = None
@@ -1364,29 +1383,38 @@ def run(
     designs: tuple[str, ...] = DESIGNS,
     in_process: bool = True,
     say: Callable[[str], None] = lambda _: None,
-    rates: FaultRates | None = None,
+    overrides: Mapping[Fault, float] | None = None,
+    workers: int = 1,
 ) -> ChaosReport:
-    """One chaos run: the upstream once, then every design on the same captured deliveries and schedule."""
+    """One chaos run: the upstream once, then every design on the same captured deliveries and schedule.
+
+    With `workers` > 1, that many designs run at once, the others each in a process of its own with a local
+    stack of its own (the consumer side needs only the capture, the ledger and the rides table). `overrides`
+    sets single faults' rates over the uniform `rate` (0 switches one off).
+    """
     unknown = set(designs) - set(DESIGNS)
     if unknown:
         raise ValueError(f"unknown designs {sorted(unknown)}; choose from {', '.join(DESIGNS)}")
     started = time.perf_counter()
     close_moto_gaps()
-    local = LocalStack.start(outputs_file=None)
+    local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
     quiet = _quiet_handlers()
     try:
-        stack = local.stack
-        (mapping,) = [m for m in sqs_mappings(stack) if m.function_logical_id == "ConsumerFunction"]
-        plan = FaultPlan(seed, rates or FaultRates.uniform(rate, mapping.batch_size))
+        (mapping,) = [m for m in sqs_mappings(local.stack) if m.function_logical_id == "ConsumerFunction"]
+        rates = FaultRates.uniform(rate, mapping.batch_size)
+        for fault, value in (overrides or {}).items():
+            rates = rates.with_rate(fault, value)
+        plan = FaultPlan(seed, rates)
         transport = Transport(in_process)
         say(f"seed {seed}: local stack on {local.endpoint}, transport {transport.name}, {rides} rides, rate {rate}")
         upstream = run_upstream(local, plan, rides, transport, say)
         seconds = {key: round(value, 1) for key, value in upstream.seconds.items()}
-        results = {}
-        for name in designs:
-            say(f"seed {seed}: consumer design {name}")
-            results[name] = run_design(name, local, upstream, plan, transport)
-            seconds[f"consumer: {name}"] = results[name].seconds
+        say(
+            f"seed {seed}: {upstream.ledger.accepted_changes} changes, {len(upstream.live)} + {len(upstream.replay)} "
+            f"deliveries captured; consumer designs {', '.join(designs)} ({workers} at a time)"
+        )
+        results = _run_designs(designs, local, upstream, plan, transport, workers, say)
+        seconds.update({f"consumer: {name}": result.seconds for name, result in results.items()})
     finally:
         quiet()
         local.stop()
@@ -1401,26 +1429,76 @@ def run(
         upstream_hops=upstream.hops,
         upstream_checks=upstream.checks,
         upstream_faults=upstream.faults,
-        designs=results,
+        designs={name: results[name] for name in designs},
         seconds=seconds,
     )
 
 
+DESIGN_COST = {POWERTOOLS: 3, RIDEONCE: 2, CHECK_THEN_WRITE: 1}
+"""Relative consumer time (Powertools writes on every delivery), to start the longest first."""
+
+
+def _run_designs(
+    designs: tuple[str, ...],
+    local: LocalStack,
+    upstream: Upstream,
+    plan: FaultPlan,
+    transport: Transport,
+    workers: int,
+    say: Callable[[str], None],
+) -> dict[str, DesignResult]:
+    ordered = sorted(designs, key=lambda name: -DESIGN_COST[name])
+    elsewhere = ordered[: max(0, min(workers, len(ordered)) - 1)]
+    here = [name for name in ordered if name not in elsewhere]
+    results: dict[str, DesignResult] = {}
+    with ExitStack() as stack:
+        futures = {}
+        if elsewhere:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(max_workers=len(elsewhere), mp_context=multiprocessing.get_context("spawn"))
+            )
+            futures = {
+                name: pool.submit(_design_in_own_stack, name, upstream, plan.seed, plan.rates, transport.in_process)
+                for name in elsewhere
+            }
+        for name in here:
+            say(f"seed {plan.seed}: consumer design {name}")
+            results[name] = run_design(name, local, upstream, plan, transport)
+            say(f"seed {plan.seed}: {name} done in {results[name].seconds} s")
+        for name, future in futures.items():
+            results[name] = future.result()
+            say(f"seed {plan.seed}: {name} done in {results[name].seconds} s (own process)")
+    return results
+
+
+def _design_in_own_stack(name: str, upstream: Upstream, seed: int, rates: FaultRates, in_process: bool) -> DesignResult:
+    """A design in a worker process: a fresh local stack, the same capture and the same schedule."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
+    quiet = _quiet_handlers()
+    try:
+        return run_design(name, local, upstream, FaultPlan(seed, rates), Transport(in_process))
+    finally:
+        quiet()
+        local.stop()
+
+
 def _quiet_handlers() -> Callable[[], None]:
-    """Silence the handlers' logs and metrics for the run (poison alone logs an error per receive)."""
+    """What the handlers log and print goes nowhere during a run; returns the function that undoes it.
+
+    Poison alone logs an error per receive, and Powertools prints a metric set every 100 values even with
+    metrics disabled. The logger was built at import, maybe by an earlier test at another level: set it too.
+    """
     observability = importlib.import_module("rideonce.observability")
     level = observability.logger.log_level
     observability.logger.setLevel("CRITICAL")
-    saved = {name: os.environ.get(name) for name in ("POWERTOOLS_METRICS_DISABLED",)}
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    sink = open(os.devnull, "w")  # noqa: SIM115 (closed by the returned function)
+    send_output_to(sink)
 
     def restore() -> None:
+        send_output_to(None)
+        sink.close()
         observability.logger.setLevel(level)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
     return restore
 
@@ -1513,12 +1591,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="extra deliveries per hop (default 0.3)")
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, from {', '.join(DESIGNS)}")
     parser.add_argument("--transport", choices=("in-process", "http"), default="in-process")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(len(DESIGNS), os.cpu_count() or 1),
+        help="consumer designs run at once, each beyond the first in a process of its own (default: one per core)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"override one fault's rate (0 switches it off); repeatable. Kinds: {', '.join(f.value for f in Fault)}",
+    )
     parser.add_argument("--json", type=Path, default=STATE_DIR / "chaos-report.json")
     args = parser.parse_args(argv)
+    designs = tuple(name.strip() for name in args.designs.split(",") if name.strip())
+    overrides: dict[Fault, float] = {}
+    for override in args.fault:
+        kind, _, value = override.partition("=")
+        try:
+            overrides[Fault(kind.strip())] = float(value)
+        except ValueError:
+            parser.error(f"--fault {override!r}: expected KIND=RATE with a kind from the list and a number")
     # Powertools warns when an invocation published no metric (every duplicate-only batch): expected here.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     rides = args.rides or rides_for(args.changes or DEFAULT_CHANGES)
-    designs = tuple(name.strip() for name in args.designs.split(",") if name.strip())
     console = Console(width=None if sys.stdout.isatty() else 160)
     report = run(
         args.seed,
@@ -1527,6 +1625,8 @@ def main(argv: list[str] | None = None) -> int:
         designs,
         in_process=args.transport == "in-process",
         say=lambda line: console.print(f"[dim]{time.strftime('%H:%M:%S')} {line}[/]"),
+        overrides=overrides,
+        workers=args.workers,
     )
     render(report, console)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,13 @@ every design that reaches the same point with the same event the same fault.
 The injectors wrap the code under test at runtime and change none of it:
 
 - client -> API: `FaultyApiCaller` (concurrent duplicates, a crash after the commit, then the client's
-  retry) over `RideTraffic`'s own retries; `api_crashes_after_commit` wraps `RideStore.commit`;
-  `SeededRideIds` makes ride ids follow from the seed.
+  retry) over `RideTraffic`'s own retries; `api_crashes_after_commit` wraps `RideStore.commit`,
+  `lined_up_claims` orders a concurrent pair's `IdempotencyStore.claim`s; `SeededRideIds` makes ride ids
+  follow from the seed.
 - stream -> Pipe -> bus: `FaultyEventBridge` (PutEvents partial failures and duplicates) and
   `redeliver_batches` (a batch delivered again), around a `PipeRunner`.
 - queue -> consumer: `instrument_*` put crash points between each design's steps, a `Turnstile` that makes
-  two consumers of one message read before either writes, and an `EffectLog` of every effect written.
+  two consumers of one message check before either writes, and an `EffectLog` of every effect written.
 
 A crash is a `Crash`, a `BaseException`: like a killed process, nothing in the code under test catches it.
 """
@@ -41,13 +42,15 @@ from local.pipe import PipeRunner
 from local.template import Stack
 from local.traffic import ApiCaller, ApiResponse
 from rideonce.dal.consumer import ApplyResult, EffectStore
+from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.logic import idempotency, rides
 from rideonce.logic.consumer import charge_for
 from rideonce.logic.errors import RequestInFlightError
 from rideonce.logic.events import event_identity
 from rideonce.models.consumer import ProcessedKey
-from rideonce.models.events import OutboxRecord, RideEvent
+from rideonce.models.events import REJECTION_EVENT_TYPE, OutboxRecord, RideEvent
+from rideonce.models.idempotency import IdempotencyRecord
 from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
 from rideonce.models.ride import Money, Ride
 from rideonce.services.rides import Outcome, RideService, WriteRequest
@@ -154,7 +157,7 @@ class FaultRates:
 
     @classmethod
     def uniform(cls, rate: float, batch_size: int = 10) -> "FaultRates":
-        """`rate` extra deliveries at every hop.
+        """Every kind fires on `rate` of its occasions, so every hop gets at least `rate` extra deliveries.
 
         Two kinds are scaled so they add about `rate` too, rather than being `rate` per occurrence. A crash
         redelivers the whole batch (`batch_size` records), so a crash point passed once per event (the
@@ -247,6 +250,73 @@ def _replace(target: object, method: str, replacement: Callable[..., Any]) -> No
     setattr(target, method, replacement)
 
 
+# ---------------------------------------------------------------- two at once
+
+PRIMARY = "primary"
+SECOND = "second"
+
+
+class Turnstile:
+    """Two concurrent callers of one request or one message, lined up: both check before either writes.
+
+    The primary checks first, then the second; then the primary writes first, then the second: the
+    interleaving that breaks a check-then-write design, made certain and repeatable instead of left to the
+    scheduler (so a run replays exactly, and in-process calls, which never yield the GIL mid-request, still
+    interleave). A caller that leaves early (it crashed, its message was poison, it had nothing to write)
+    releases the other.
+    """
+
+    READ = "read"
+    WRITE = "write"
+
+    def __init__(self, timeout_seconds: float = 30.0) -> None:
+        self._condition = threading.Condition()
+        self._done: set[tuple[str, str]] = set()
+        self._timeout = timeout_seconds
+        self.timed_out = False
+
+    def passed(self, role: str, stage: str) -> bool:
+        with self._condition:
+            return (role, stage) in self._done
+
+    def read[T](self, role: str, step: Callable[[], T]) -> T:
+        if role == SECOND:
+            self._await(PRIMARY, self.READ)
+        try:
+            return step()
+        finally:
+            self._mark(role, self.READ)
+            if role == PRIMARY:
+                self._await(SECOND, self.READ)
+
+    def write[T](self, role: str, step: Callable[[], T]) -> T:
+        if role == SECOND:
+            self._await(PRIMARY, self.WRITE)
+        try:
+            return step()
+        finally:
+            self._mark(role, self.WRITE)
+
+    def leave(self, role: str) -> None:
+        self._mark(role, "gone")
+
+    def after(self, role: str) -> None:
+        """Wait until `role` has left."""
+        self._await(role, "gone")
+
+    def _mark(self, role: str, stage: str) -> None:
+        with self._condition:
+            self._done.add((role, stage))
+            self._condition.notify_all()
+
+    def _await(self, role: str, stage: str) -> None:
+        with self._condition:
+            if not self._condition.wait_for(
+                lambda: (role, stage) in self._done or (role, "gone") in self._done, self._timeout
+            ):
+                self.timed_out = True
+
+
 # ---------------------------------------------------------------- client -> API
 
 SEEDED_ID_NAMESPACE = uuid.UUID("1d6f2f8e-3c0b-4b51-9a43-5f1e0c7d2b90")
@@ -257,8 +327,8 @@ class SeededRideIds:
     """Ride ids derived from the seed and the create request's Idempotency-Key, so a run replays exactly.
 
     Every downstream decision is keyed by the event's idempotency key, which holds the ride id; random ids
-    would give a replayed run another schedule. Two threads creating with one key derive the same id, as the
-    service's lock tokens (never seen downstream) stay random.
+    would give a replayed run another schedule. Two threads creating with one key derive the same id; the
+    service's lock tokens, never seen downstream, stay random.
     """
 
     def __init__(self, seed: int) -> None:
@@ -305,8 +375,42 @@ def api_crashes_after_commit(plan: FaultPlan) -> Iterator[None]:
         yield
 
 
+class _Caller(threading.local):
+    gate: Turnstile | None = None
+    role: str = PRIMARY
+    in_flight: bool = True
+
+
+_caller = _Caller()
+
+
+@contextmanager
+def lined_up_claims() -> Iterator[None]:
+    """While active, the two clients of a concurrent pair claim their Idempotency-Key in a set order.
+
+    Either both claim before the first commits (the second gets 409 in flight), or the second claims after
+    the first has answered (it gets the replay); `FaultyApiCaller` picks which from the seed.
+    """
+    claim = IdempotencyStore.claim
+
+    def ordered_claim(self: IdempotencyStore, record: IdempotencyRecord, now: int) -> IdempotencyRecord | None:
+        gate, role = _caller.gate, _caller.role
+        if gate is None or gate.passed(role, Turnstile.READ):
+            return claim(self, record, now)
+        if not _caller.in_flight:
+            if role == SECOND:
+                gate.after(PRIMARY)
+            return claim(self, record, now)
+        return gate.read(role, lambda: claim(self, record, now))
+
+    with mock.patch.object(IdempotencyStore, "claim", ordered_claim):
+        yield
+
+
 @dataclass
 class ApiFaultStats:
+    handler_requests: int = 0
+    """Requests sent through the handler, crashed ones included (ApiCaller.stats counts answered ones)."""
     concurrent_pairs: int = 0
     in_flight_conflicts: int = 0
     """409 Request In Flight answers to the loser of a concurrent pair (it retried and got the replay)."""
@@ -350,35 +454,50 @@ class FaultyApiCaller(ApiCaller):
     ) -> ApiResponse:
         """One request; after an injected crash, the client's retry with the same key."""
         try:
-            return super().call(method, path, body, key, headers)
+            return self._through_handler(method, path, body, key, headers)
         except Crash:
             self.faults.crash_retries += 1
-            retried = super().call(method, path, body, key, headers)
+            retried = self._through_handler(method, path, body, key, headers)
             if retried.headers.get("idempotent-replayed") != "true":
                 self.violations.append(f"the retry after a crash of {method} {path} was not a replay")
             return retried
 
     def _concurrently(self, method: str, path: str, body: Any, key: str, headers: dict[str, str]) -> ApiResponse:
+        """Both clients at once; with `lined_up_claims` active, in the order the seed picks for this key."""
         self.faults.concurrent_pairs += 1
-        start = threading.Barrier(2)
+        gate = Turnstile()
+        in_flight = self._plan.draw(Fault.CONCURRENT_REQUESTS, key, -1) < 0.5
         second: list[ApiResponse | BaseException] = []
 
         def other_client() -> None:
-            start.wait()
-            second.append(self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=False))
+            _caller.gate, _caller.role, _caller.in_flight = gate, SECOND, in_flight
+            try:
+                answer = self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=False)
+            except BaseException as error:  # handed to the calling thread, which raises it
+                second.append(error)
+            else:
+                second.append(answer)
+            finally:
+                _caller.gate = None
+                gate.leave(SECOND)
 
         thread = threading.Thread(target=other_client, name="concurrent-request")
+        _caller.gate, _caller.role, _caller.in_flight = gate, PRIMARY, in_flight
         thread.start()
-        start.wait()
         try:
-            first: ApiResponse | None = super().call(method, path, body, key, headers)
+            first: ApiResponse | None = self._through_handler(method, path, body, key, headers)
         except Crash:
             self.faults.crash_retries += 1
             first = None
+        finally:
+            _caller.gate = None
+            gate.leave(PRIMARY)
         thread.join()
+        if gate.timed_out:
+            self.violations.append(f"concurrent {method} {path}: the two clients never lined up (harness timeout)")
         if first is None or first.status == 409:
             self.faults.in_flight_conflicts += first is not None
-            first = super().call(method, path, body, key, headers)
+            first = self._through_handler(method, path, body, key, headers)
         (other,) = second
         if isinstance(other, BaseException):
             raise other
@@ -387,6 +506,12 @@ class FaultyApiCaller(ApiCaller):
         if (other.status, other.body) != (first.status, first.body):
             self.violations.append(f"concurrent {method} {path}: the two clients got different answers")
         return first
+
+    def _through_handler(
+        self, method: str, path: str, body: Any, key: str | None, headers: dict[str, str] | None
+    ) -> ApiResponse:
+        self.faults.handler_requests += 1
+        return super().call(method, path, body, key, headers)
 
     def _via_service_until_answered(
         self, method: str, path: str, body: Any, key: str, headers: dict[str, str], *, retry_in_flight: bool
@@ -456,10 +581,16 @@ def record_subject(record: Mapping[str, Any]) -> str:
 
 
 def entry_subject(entry: Mapping[str, Any]) -> str:
-    """A PutEvents entry's subject: the idempotency key in its detail (a ride event's, or a rejection's)."""
+    """A PutEvents entry's subject: a ride event's idempotency key, or the outbox row a rejection carries.
+
+    Not a rejection's own key: that holds the stream's eventID, which differs from run to run.
+    """
     try:
-        return str(json.loads(entry["Detail"])["metadata"]["idempotencyKey"])
-    except (KeyError, TypeError, ValueError):
+        detail = json.loads(entry["Detail"])
+        if detail["metadata"].get("eventType") == REJECTION_EVENT_TYPE:
+            return f"rejected#{record_subject(detail['data']['record'])}"
+        return str(detail["metadata"]["idempotencyKey"])
+    except (KeyError, TypeError, ValueError, AttributeError):
         return hashlib.sha256(str(entry.get("Detail")).encode()).hexdigest()
 
 
@@ -534,9 +665,6 @@ def redeliver_batches(runner: PipeRunner, plan: FaultPlan) -> Callable[[], int]:
 
 # ---------------------------------------------------------------- queue -> consumer
 
-PRIMARY = "primary"
-SECOND = "second"
-
 
 class ConsumerContext(threading.local):
     """Per thread: which message is being handled, by which of two concurrent consumers, under which gate.
@@ -553,45 +681,6 @@ class ConsumerContext(threading.local):
     def key(self) -> str:
         """The fault subject: the second consumer of a message has attempts of its own (threads race)."""
         return self.subject if self.role == PRIMARY else f"{self.subject}#{SECOND}"
-
-
-class Turnstile:
-    """Two consumers of one message, lined up at their first read so that both read before either writes.
-
-    The primary reads first, then the second, then both go on: the interleaving that breaks a
-    check-then-write design, made certain and repeatable instead of left to the scheduler. A consumer that
-    leaves early (it crashed, or its message was poison) releases the other.
-    """
-
-    def __init__(self, timeout_seconds: float = 30.0) -> None:
-        self._condition = threading.Condition()
-        self._read: set[str] = set()
-        self._gone: set[str] = set()
-        self._timeout = timeout_seconds
-        self.timed_out = False
-
-    def read[T](self, role: str, step: Callable[[], T]) -> T:
-        if role == SECOND:
-            self._await(PRIMARY)
-        try:
-            return step()
-        finally:
-            self._mark(self._read, role)
-            if role == PRIMARY:
-                self._await(SECOND)
-
-    def leave(self, role: str) -> None:
-        self._mark(self._gone, role)
-
-    def _mark(self, where: set[str], role: str) -> None:
-        with self._condition:
-            where.add(role)
-            self._condition.notify_all()
-
-    def _await(self, role: str) -> None:
-        with self._condition:
-            if not self._condition.wait_for(lambda: role in self._read or role in self._gone, self._timeout):
-                self.timed_out = True
 
 
 @dataclass
@@ -626,17 +715,17 @@ def crash_after[T](plan: FaultPlan, context: ConsumerContext, fault: Fault, step
     return stepped
 
 
-def gated[T](context: ConsumerContext, step: Callable[..., T]) -> Callable[..., T]:
-    """`step` through the thread's turnstile, the first time only (later reads of the same call are free)."""
+def gated[T](context: ConsumerContext, stage: str, step: Callable[..., T]) -> Callable[..., T]:
+    """`step` through the thread's turnstile at `stage`, the first time only (a second read is free)."""
 
-    def read(*args: Any, **kwargs: Any) -> T:
+    def through(*args: Any, **kwargs: Any) -> T:
         gate = context.gate
-        if gate is None:
+        if gate is None or gate.passed(context.role, stage):
             return step(*args, **kwargs)
-        context.gate = None
-        return gate.read(context.role, lambda: step(*args, **kwargs))
+        passage = gate.read if stage == Turnstile.READ else gate.write
+        return passage(context.role, lambda: step(*args, **kwargs))
 
-    return read
+    return through
 
 
 def instrument_rideonce(store: EffectStore, plan: FaultPlan, context: ConsumerContext, log: EffectLog) -> None:
@@ -656,9 +745,10 @@ def instrument_rideonce(store: EffectStore, plan: FaultPlan, context: ConsumerCo
         return result
 
     after_effect = crash_after(plan, context, Fault.CRASH_AFTER_EFFECT, recorded_apply)
-    _replace(store, "apply", crash_after(plan, context, Fault.CRASH_AFTER_RECORD, after_effect))
+    apply_then_crash = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, after_effect)
+    _replace(store, "apply", gated(context, Turnstile.WRITE, apply_then_crash))
     read = crash_after(plan, context, Fault.CRASH_AFTER_READ, store.applied_version)
-    _replace(store, "applied_version", gated(context, read))
+    _replace(store, "applied_version", gated(context, Turnstile.READ, read))
 
 
 def _record_effects(
@@ -684,7 +774,7 @@ def _record_effects(
     _replace(consumer, "_put_projection", crash_after(plan, context, Fault.CRASH_MID_EFFECT, recorded_put))
     _replace(consumer, "_charge", recorded_charge)
     effects = crash_after(plan, context, Fault.CRASH_AFTER_EFFECT, consumer._apply_effects)
-    _replace(consumer, "_apply_effects", effects)
+    _replace(consumer, "_apply_effects", gated(context, Turnstile.WRITE, effects))
 
 
 def instrument_check_then_write(
@@ -693,7 +783,7 @@ def instrument_check_then_write(
     """Check-then-write's steps: read the key, project, charge, record the key: four requests."""
     _record_effects(consumer, plan, context, log)
     read = crash_after(plan, context, Fault.CRASH_AFTER_READ, consumer._read_key)
-    _replace(consumer, "_read_key", gated(context, read))
+    _replace(consumer, "_read_key", gated(context, Turnstile.READ, read))
     record = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, consumer._record_key)
     _replace(consumer, "_record_key", record)
 
@@ -705,6 +795,6 @@ def instrument_powertools(
     _record_effects(consumer, plan, context, log)
     persistence = consumer.persistence
     lock = crash_after(plan, context, Fault.CRASH_AFTER_READ, persistence.save_inprogress)
-    _replace(persistence, "save_inprogress", gated(context, lock))
+    _replace(persistence, "save_inprogress", gated(context, Turnstile.READ, lock))
     success = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, persistence.save_success)
     _replace(persistence, "save_success", success)
