@@ -46,3 +46,19 @@ def create_tables(client: "DynamoDBClient", stack: Stack) -> dict[str, str]:
             stack.set_attribute(logical_id, "StreamArn", description["LatestStreamArn"])
         names[logical_id] = name
     return names
+
+
+def create_table_like(client: "DynamoDBClient", source: str, name: str, with_stream: bool = False) -> str:
+    """A fresh on-demand table with `source`'s keys (and stream, if asked): scratch space shaped like the template's."""
+    described = client.describe_table(TableName=source)["Table"]
+    extra: dict[str, Any] = {}
+    if with_stream and "StreamSpecification" in described:
+        extra["StreamSpecification"] = described["StreamSpecification"]
+    client.create_table(
+        TableName=name,
+        KeySchema=described["KeySchema"],
+        AttributeDefinitions=described["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )
+    return name

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from local.dynamodb import create_table_like
 from local.stack import LocalStack
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ class BareBaseline:
     def __init__(self, local: LocalStack) -> None:
         self._ddb: DynamoDBClient = boto3.client("dynamodb")
         prefix = f"bare-{uuid.uuid4().hex[:8]}"
-        self._tables = {shape: self._copy(local.stack.ref(shape), f"{prefix}-{shape}") for shape in _SHAPES}
+        self._tables = {
+            shape: create_table_like(self._ddb, local.stack.ref(shape), f"{prefix}-{shape}") for shape in _SHAPES
+        }
         self.seconds = 0.0
         self.changes = 0
 
@@ -84,13 +87,3 @@ class BareBaseline:
                 },
             ]
         )
-
-    def _copy(self, source: str, name: str) -> str:
-        described = self._ddb.describe_table(TableName=source)["Table"]
-        self._ddb.create_table(
-            TableName=name,
-            KeySchema=described["KeySchema"],
-            AttributeDefinitions=described["AttributeDefinitions"],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        return name

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
+from local.dynamodb import create_table_like
 from local.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
@@ -106,16 +107,7 @@ def transaction_seconds(ddb: Any, rides: str, outbox: str, prefix: str, count: i
 
 
 def copy_table(ddb: Any, stack: Stack, logical_id: str, name: str) -> str:
-    description = ddb.describe_table(TableName=stack.name_of(logical_id))["Table"]
-    extra = {"StreamSpecification": description["StreamSpecification"]} if "StreamSpecification" in description else {}
-    ddb.create_table(
-        TableName=name,
-        KeySchema=description["KeySchema"],
-        AttributeDefinitions=description["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-        **extra,
-    )
-    return name
+    return create_table_like(ddb, stack.name_of(logical_id), name, with_stream=True)
 
 
 @pytest.mark.perf
