@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 from pydantic import JsonValue, ValidationError
 
-from rideonce.logic.events import event_identity
+from rideonce.logic.identity import event_identity
 from rideonce.models.events import OutboxRecord, RecordRejected, Rejection, RejectionMetadata, RideEvent
 
 # Fixed forever: changing it would give every past rejection a new id.

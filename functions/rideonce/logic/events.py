@@ -1,26 +1,12 @@
 """Building ride events and outbox records: deterministic, so a rebuilt event is the same event."""
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rideonce.logic.identity import EVENT_ID_NAMESPACE, EventIdentity, event_identity
 from rideonce.logic.rides import Change
 from rideonce.models.events import EventMetadata, OutboxRecord, RideEvent
 
-# Fixed forever: changing it would give every past event a new id.
-EVENT_ID_NAMESPACE = uuid.UUID("6f1c2d1e-52a4-4d8e-9d59-0b4f3c6a7e21")
-
-
-@dataclass(frozen=True)
-class EventIdentity:
-    event_id: str
-    idempotency_key: str
-
-
-def event_identity(ride_id: str, version: int) -> EventIdentity:
-    """The identity of the change (rideId, version): every hop that sees it again derives the same key."""
-    key = f"ride#{ride_id}#v{version}"
-    return EventIdentity(event_id=str(uuid.uuid5(EVENT_ID_NAMESPACE, key)), idempotency_key=key)
+__all__ = ["EVENT_ID_NAMESPACE", "EventIdentity", "build_event", "event_identity", "outbox_record"]
 
 
 def build_event(change: Change, occurred_at: datetime, traceparent: str) -> RideEvent:
