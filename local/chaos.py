@@ -73,6 +73,7 @@ from local.baselines import (
     PowertoolsIdempotencyConsumer,
     RecordConsumer,
 )
+from local.dynamodb import create_table_like
 from local.faults import (
     CHAOS_TRACEPARENT,
     FAULTS,
@@ -99,7 +100,7 @@ from local.faults import (
 )
 from local.functions import LocalFunction, send_output_to
 from local.invariants import Check
-from local.lambda_sqs import SqsMapping, sqs_mappings
+from local.lambda_sqs import SqsMapping, failed_ids, sqs_mappings
 from local.pipe import PipeRunner, pipe_configs
 from local.stack import STATE_DIR, LocalStack
 from local.template import ACCOUNT_ID, REGION, Stack
@@ -843,18 +844,6 @@ class Design:
     """Record failures the design raises on purpose (the message is retried); anything else is unhandled."""
 
 
-def _scratch_table(client: "DynamoDBClient", source: str, name: str) -> str:
-    """A fresh table shaped like the template's `source` (keys only), for a baseline's own effects."""
-    described = client.describe_table(TableName=source)["Table"]
-    client.create_table(
-        TableName=name,
-        KeySchema=described["KeySchema"],
-        AttributeDefinitions=described["AttributeDefinitions"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
-
-
 def build_design(
     name: str, stack: Stack, transport: Transport, plan: FaultPlan, context: ConsumerContext, clock: SimClock
 ) -> Design:
@@ -868,7 +857,7 @@ def build_design(
     if name != RIDEONCE:
         # The template's own consumer tables are rideonce's; each baseline gets copies of its own.
         keys, projection, accounts = (
-            _scratch_table(client, table, f"{table}-{name}") for table in (keys, projection, accounts)
+            create_table_like(client, table, f"{table}-{name}") for table in (keys, projection, accounts)
         )
     instances: list[RecordConsumer] = []
     for _ in range(2):
@@ -1133,14 +1122,7 @@ class ConsumerRun:
         return True
 
     def _failed_ids(self, response: Any, ids: list[str]) -> set[str]:
-        """Lambda's reading of a partial batch response (as `lambda_sqs.SqsPoller._failed_ids`)."""
-        if not self._mapping.report_batch_item_failures or response is None:
-            return set()
-        try:
-            named = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-        except (TypeError, KeyError):
-            return set(ids)
-        return set(ids) if named - set(ids) or any(not name for name in named) else named
+        return failed_ids(response, ids, self._mapping.report_batch_item_failures)
 
     def _record(self, message: SimMessage) -> dict[str, Any]:
         """The SQS record Lambda builds (as `lambda_sqs.SqsPoller._record`)."""

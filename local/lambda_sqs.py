@@ -57,6 +57,17 @@ def sqs_mappings(stack: Stack) -> list[SqsMapping]:
     return mappings
 
 
+def failed_ids(response: Any, ids: list[str], report_batch_item_failures: bool) -> set[str]:
+    """Lambda's reading of a partial batch response: anything it cannot parse fails the whole batch."""
+    if not report_batch_item_failures or response is None:
+        return set()
+    try:
+        named = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    except (TypeError, KeyError):
+        return set(ids)
+    return set(ids) if named - set(ids) or any(not name for name in named) else named
+
+
 @dataclass
 class BatchOutcome:
     received: int
@@ -130,16 +141,7 @@ class SqsPoller:
         return messages
 
     def _failed_ids(self, response: Any, ids: list[str]) -> set[str]:
-        """Lambda's reading of a partial batch response: anything it cannot parse fails the whole batch."""
-        if not self.mapping.report_batch_item_failures:
-            return set()
-        if response is None:
-            return set()
-        try:
-            named = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-        except (TypeError, KeyError):
-            return set(ids)
-        return set(ids) if named - set(ids) or any(not name for name in named) else named
+        return failed_ids(response, ids, self.mapping.report_batch_item_failures)
 
     def _record(self, message: "MessageTypeDef") -> dict[str, Any]:
         attributes = message.get("Attributes", {})
