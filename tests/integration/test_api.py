@@ -186,6 +186,58 @@ def test_keys_are_scoped_to_the_caller(client: ApiClient, stack: Stack) -> None:
     assert len(scan(stack, "RidesTable")) == 2
 
 
+ROLE_SESSION = "arn:aws:sts::123456789012:assumed-role/rider-app/{session}"
+POOL_ROLE = "arn:aws:sts::123456789012:assumed-role/Cognito_ridersAuth_Role/CognitoIdentityCredentials"
+
+
+def as_cognito_identity(event: dict[str, Any], identity_id: str) -> dict[str, Any]:
+    """What API Gateway sends for a caller signing with Cognito identity-pool credentials."""
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = POOL_ROLE
+    event["requestContext"]["authorizer"]["iam"]["cognitoIdentity"] = {
+        "amr": ["authenticated"],
+        "identityId": identity_id,
+        "identityPoolId": "us-east-1:0f8c2a7e-1111-4c3b-9d2a-000000000001",
+    }
+    return event
+
+
+def test_a_role_retrying_from_a_new_session_replays_its_ride(client: ApiClient, stack: Stack) -> None:
+    # Given a client that created a ride under one role session
+    first = client.request("POST", "/rides", NEW_RIDE, key="k-role", caller=ROLE_SESSION.format(session="task-1"))
+    # When it retries with the same key after its credentials were refreshed (a new session name)
+    retry = client.request("POST", "/rides", NEW_RIDE, key="k-role", caller=ROLE_SESSION.format(session="task-2"))
+    # Then the retry replays the ride: one ride, not two
+    assert (first.status, retry.status) == (201, 201)
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json == first.json
+    assert len(scan(stack, "RidesTable")) == 1
+
+
+def test_two_cognito_identities_with_one_key_get_two_rides(client: ApiClient, stack: Stack) -> None:
+    # Given two riders signing in through one identity pool: the same role ARN, two identity ids
+    alice = as_cognito_identity(client.event("POST", "/rides", NEW_RIDE, key="k-1"), "us-east-1:alice")
+    bob = as_cognito_identity(
+        client.event("POST", "/rides", {**NEW_RIDE, "riderId": "rider-2"}, key="k-1"), "us-east-1:bob"
+    )
+    # When both use the same Idempotency-Key
+    first, second = client.send(alice), client.send(bob)
+    # Then each gets a ride of their own: no 422, no replay of the other's ride
+    assert (first.status, second.status) == (201, 201)
+    assert "idempotent-replayed" not in second.headers
+    assert second.json["riderId"] == "rider-2"
+    assert len(scan(stack, "RidesTable")) == 2
+
+
+def test_one_cognito_identity_retrying_replays_its_ride(client: ApiClient, stack: Stack) -> None:
+    # Given / When one identity sends the same request twice
+    first = client.send(as_cognito_identity(client.event("POST", "/rides", NEW_RIDE, key="k-c"), "us-east-1:alice"))
+    retry = client.send(as_cognito_identity(client.event("POST", "/rides", NEW_RIDE, key="k-c"), "us-east-1:alice"))
+    # Then
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json == first.json
+    assert len(scan(stack, "RidesTable")) == 1
+
+
 def test_an_expired_key_counts_as_absent_before_dynamodb_deletes_it(
     client: ApiClient, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,6 +33,7 @@ from rideonce.logic.errors import (
     RideNotFoundError,
     VersionMismatchError,
 )
+from rideonce.logic.principal import principal
 from rideonce.logic.tracecontext import traceparent_for
 from rideonce.models.requests import (
     AcceptRideRequest,
@@ -46,7 +47,6 @@ from rideonce.services.rides import Outcome, RideService, Transition, WriteReque
 from rideonce.settings import ApiSettings
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-ANONYMOUS = "anonymous"
 
 # A response that fails its own schema is our bug: answer 500, never a 4xx that blames the caller.
 app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=500)
@@ -57,7 +57,8 @@ app.configure_openapi(
     description=(
         "Every write needs an `Idempotency-Key` header (IETF httpapi draft): a completed key replays its "
         "stored response with `Idempotent-Replayed: true`; the same key with another request is 422; a key "
-        "still in flight is 409; a missing key is 400. Keys are scoped to the caller."
+        "still in flight is 409; a missing key is 400. Keys are scoped to the calling principal: an IAM user, "
+        "a role whatever its session, or a Cognito identity."
     ),
 )
 
@@ -109,11 +110,10 @@ def oversized_body(event: dict[str, Any]) -> dict[str, Any] | None:
 
 def write_request(key: str) -> WriteRequest:
     event = app.current_event
-    iam = event.request_context.authorizer.iam if event.request_context.authorizer else None
-    caller = (iam.user_arn or iam.caller_id or ANONYMOUS) if iam else ANONYMOUS
+    iam = event.request_context.authorizer.iam
     body = event.json_body if event.body else None
     return WriteRequest(
-        caller=caller,
+        caller=principal(iam.user_arn, iam.cognito_identity_id),
         idempotency_key=key,
         fingerprint=idempotency.fingerprint(event.http_method, event.path, body),
         traceparent=traceparent_for(event.headers.get("traceparent"), os.environ.get("_X_AMZN_TRACE_ID")),
