@@ -1,4 +1,4 @@
-"""The Pipe enrichment: outbox stream records -> ride events, pure, deterministic, one output per record."""
+"""The Pipe enrichment: outbox stream records -> ride events, pure, deterministic, non-changes left out."""
 
 import copy
 import io
@@ -21,7 +21,7 @@ from local.template import ROOT
 from rideonce.dal.dynamo import to_item
 from rideonce.handlers import enrichment as handler_module
 from rideonce.logic import rides
-from rideonce.logic.enrichment import REJECTION_ID_NAMESPACE, enrich_batch
+from rideonce.logic.enrichment import REJECTION_ID_NAMESPACE, NotAChange, enrich_batch, forwarded
 from rideonce.logic.events import EVENT_ID_NAMESPACE, outbox_record
 from rideonce.logic.rides import Change
 from rideonce.models.events import RecordRejected, RideEvent
@@ -193,14 +193,16 @@ def test_the_same_batch_gives_byte_identical_output() -> None:
 def test_the_same_batch_gives_the_same_bytes_in_another_process(tmp_path: Any) -> None:
     # Given a batch written to a file, and its output here
     batch = mixed_batch()
-    batch[7]["eventName"] = "MODIFY"
+    batch[3]["eventName"] = "MODIFY"
+    batch[7]["eventName"] = "UPSERT"
     path = tmp_path / "batch.json"
     path.write_text(json.dumps(batch))
     here = canonical(invoke(batch))
     # When a fresh interpreter with another hash seed enriches the same file
     script = (
         "import json, sys; from rideonce.logic.enrichment import enrich_batch; "
-        "out = [r.model_dump(mode='json') for r in enrich_batch(json.load(open(sys.argv[1])))]; "
+        "from rideonce.logic.enrichment import forwarded; "
+        "out = [r.model_dump(mode='json') for r in forwarded(enrich_batch(json.load(open(sys.argv[1]))))]; "
         "sys.stdout.write(json.dumps(out))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": f"{ROOT / 'functions'}"}
@@ -245,14 +247,77 @@ def _drop_image(path: list[str]) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
-def _as_remove(record: dict[str, Any]) -> None:
-    record["eventName"] = "REMOVE"
-    record["dynamodb"]["OldImage"] = record["dynamodb"].pop("NewImage")
+def ttl_removal(record: dict[str, Any]) -> dict[str, Any]:
+    """The REMOVE record DynamoDB's TTL writes for an expired item (OLD_IMAGE absent under NEW_IMAGE).
+
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-streams.html
+    """
+    removal = copy.deepcopy(record) | {
+        "eventName": "REMOVE",
+        "eventID": record["eventID"] + "-ttl",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+    }
+    del removal["dynamodb"]["NewImage"]
+    return removal
+
+
+def modification(record: dict[str, Any]) -> dict[str, Any]:
+    """The MODIFY record of a re-written outbox item (its NewImage is the item as re-written)."""
+    return copy.deepcopy(record) | {"eventName": "MODIFY", "eventID": record["eventID"] + "-rewrite"}
+
+
+def metrics_emitted(output: str) -> dict[str, Any]:
+    """The CloudWatch embedded-format metrics the handler printed, by name."""
+    values: dict[str, Any] = {}
+    for line in output.splitlines():
+        if '"_aws"' in line:
+            blob = json.loads(line)
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    values[metric["Name"]] = blob[metric["Name"]]
+    return values
+
+
+def test_modify_and_remove_records_are_skipped_counted_and_never_quarantined(
+    log_lines: Callable[[], list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a ride's four INSERTs, with a TTL deletion and a re-write of earlier items among them
+    inserts = [stream_record(change, sequence) for sequence, change in enumerate(lifecycle("ride-a1"), start=1)]
+    batch = [inserts[0], ttl_removal(inserts[0]), inserts[1], modification(inserts[1]), inserts[2], inserts[3]]
+    # When the batch is enriched
+    events = invoke(batch)
+    # Then only the inserts become events, in order, and nothing is rejected
+    assert [event["metadata"]["idempotencyKey"] for event in events] == [
+        f"ride#ride-a1#v{version}" for version in (1, 2, 3, 4)
+    ]
+    assert all(event["metadata"]["source"] == "rideonce.rides" for event in events)
+    # And each skipped record is logged once and counted in one metric
+    skipped = [line for line in log_lines() if line["message"] == "outbox record skipped: not a change event"]
+    assert [(line["eventName"], line["streamEventId"]) for line in skipped] == [
+        ("REMOVE", batch[1]["eventID"]),
+        ("MODIFY", batch[3]["eventID"]),
+    ]
+    assert not [line for line in log_lines() if line["message"] == "outbox record rejected"]
+    assert metrics_emitted(capsys.readouterr().out)["OutboxRecordsSkipped"] == [2.0]
+
+
+def test_a_batch_of_only_removals_answers_an_empty_array() -> None:
+    # Given a batch of TTL deletions only (what the stream carries 7 days after a burst of rides)
+    inserts = [stream_record(change, sequence) for sequence, change in enumerate(lifecycle("ride-a1"), start=1)]
+    # When enriched
+    answer = invoke([ttl_removal(record) for record in inserts])
+    # Then the answer is [], which the Pipes documentation says invokes no target
+    assert answer == []
+
+
+def test_a_batch_without_non_changes_emits_no_skip_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    invoke([stream_record(lifecycle("ride-a1")[0])])
+    assert "OutboxRecordsSkipped" not in metrics_emitted(capsys.readouterr().out)
 
 
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "a MODIFY": (lambda record: record.update(eventName="MODIFY"), 'eventName is "MODIFY", not "INSERT"'),
-    "a REMOVE": (_as_remove, 'eventName is "REMOVE"'),
+    "an unknown eventName": (lambda record: record.update(eventName="UPSERT"), 'eventName is "UPSERT", not "INSERT"'),
+    "no eventName": (lambda record: record.pop("eventName"), 'eventName is null, not "INSERT"'),
     "no NewImage": (lambda record: record["dynamodb"].pop("NewImage"), "has no dynamodb.NewImage"),
     "no event data": (_drop_image(["event", "M", "data"]), "event.data: Field required"),
     "a wrong version": (_set_image(["version"], {"N": "7"}), "the outbox key (rideId, version) must match"),
@@ -324,7 +389,7 @@ def test_a_record_that_is_not_an_object_is_rejected(record: Any) -> None:
 def test_a_rejection_is_identified_by_the_stream_record_and_dated_by_it() -> None:
     # Given a malformed record, and a copy of it under another stream eventID
     record = stream_record(lifecycle("ride-a1")[1])
-    record["eventName"] = "MODIFY"
+    record["eventName"] = "UPSERT"
     other = copy.deepcopy(record) | {"eventID": "another-stream-record"}
     # When each is enriched twice
     first, again, second = (event["metadata"] for event in invoke([record, copy.deepcopy(record), other]))
@@ -341,7 +406,7 @@ def test_a_rejection_without_event_id_or_time_is_still_deterministic() -> None:
     # Given a malformed record with neither an eventID nor a creation time, and the same with keys reordered
     record = stream_record(lifecycle("ride-a1")[1])
     del record["eventID"], record["dynamodb"]["ApproximateCreationDateTime"]
-    record["eventName"] = "REMOVE"
+    record["eventName"] = "UPSERT"
     reordered = dict(reversed(list(record.items())))
     changed = copy.deepcopy(record) | {"awsRegion": "eu-west-1"}
     # When enriched
@@ -362,14 +427,15 @@ def test_the_handler_refuses_a_payload_that_is_not_a_batch() -> None:
 
 
 def test_the_logic_returns_the_models_the_handler_dumps() -> None:
-    # Given a good and a bad record
+    # Given a good record, a bad one and one that is not a change
     good = stream_record(lifecycle("ride-a1")[0])
-    bad = copy.deepcopy(good) | {"eventName": "MODIFY"}
+    bad = copy.deepcopy(good) | {"eventName": "UPSERT"}
+    modified = copy.deepcopy(good) | {"eventName": "MODIFY"}
     # When the pure logic enriches them
-    results = enrich_batch([good, bad])
-    # Then it gives a validated ride event and a rejection, which the handler dumps unchanged
-    assert [type(result) for result in results] == [RideEvent, RecordRejected]
-    assert invoke([good, bad]) == [result.model_dump(mode="json") for result in results]
+    results = enrich_batch([good, bad, modified])
+    # Then it gives a validated ride event, a rejection and a NotAChange; the handler dumps what is forwarded
+    assert [type(result) for result in results] == [RideEvent, RecordRejected, NotAChange]
+    assert invoke([good, bad, modified]) == [result.model_dump(mode="json") for result in forwarded(results)]
 
 
 def test_the_sample_event_file_enriches_as_documented() -> None:

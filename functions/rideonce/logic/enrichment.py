@@ -4,12 +4,19 @@ A Pipe re-runs a whole batch through enrichment whenever part of it fails to rea
 records must give byte-identical events every time: no clock, no randomness, no I/O. A record that cannot
 become a ride event becomes an `OutboxRecordRejected` event carrying the raw record, because raising
 would re-run the batch, the bad record with it, until the Pipe gives up on every record in it.
+
+Outbox items are only ever inserted, so only an INSERT carries a change. A MODIFY (someone re-wrote an
+item) or a REMOVE (DynamoDB's TTL deleting an item 7 days after its change) is `NotAChange`: skipped,
+never quarantined, whether or not the Pipe's filter let it through. The stream record's `eventName`
+is one of INSERT, MODIFY, REMOVE:
+https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_Record.html
 """
 
 import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,17 +34,43 @@ MAX_REPORTED_ISSUES = 5
 _deserializer = TypeDeserializer()
 
 
+# Stream records of an item that already existed: a re-write (MODIFY) or a deletion, TTL's included (REMOVE).
+NOT_A_CHANGE = frozenset({"MODIFY", "REMOVE"})
+
+
 class MalformedRecordError(ValueError):
     """The record cannot become a ride event; the message says why, for the person who redrives it."""
 
 
-def enrich_batch(records: Sequence[JsonValue]) -> list[RideEvent | RecordRejected]:
-    """One result per record, in the records' order, so the Pipe pairs them and per-shard order holds."""
+@dataclass(frozen=True)
+class NotAChange:
+    """A stream record that carries no ride change: the enrichment forwards nothing for it."""
+
+    event_name: str
+    stream_event_id: str | None
+
+
+Enriched = RideEvent | RecordRejected | NotAChange
+
+
+def enrich_batch(records: Sequence[JsonValue]) -> list[Enriched]:
+    """One result per record, in the records' order, so per-shard order holds in what is forwarded."""
     return [enrich(record) for record in records]
 
 
-def enrich(record: JsonValue) -> RideEvent | RecordRejected:
-    """The ride event the record carries, or its rejection: never an exception for a bad record."""
+def forwarded(results: Sequence[Enriched]) -> list[RideEvent | RecordRejected]:
+    """What goes to the bus: every result but the records that are not a change, in order.
+
+    A Pipe enrichment may answer fewer items than it received, and an empty array invokes no target:
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/pipes-enrichment.html
+    """
+    return [result for result in results if not isinstance(result, NotAChange)]
+
+
+def enrich(record: JsonValue) -> Enriched:
+    """The ride event the record carries, its rejection, or NotAChange: never an exception for a bad record."""
+    if isinstance(record, dict) and record.get("eventName") in NOT_A_CHANGE:
+        return NotAChange(event_name=str(record["eventName"]), stream_event_id=stream_event_id(record))
     try:
         return ride_event(record)
     except MalformedRecordError as error:
