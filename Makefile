@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test demo local invoke chaos coldstart clean
+.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos coldstart clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ pytest: venv  ## the test suite (timing comparisons last, on their own)
 	$(OFFLINE_AWS) $(BIN)/pytest -m perf
 
 test: lint typecheck template build pytest  ## everything CI runs
+
+# The end-to-end suite `make test` runs on the local stack, here against a deployed one: real credentials
+# and region from the usual AWS environment, so none of OFFLINE_AWS.
+test-deployed: venv  ## the end-to-end suite against a deployed stack: AWS_SAM_STACK_NAME=rideonce-dev AWS_REGION=us-east-1 make test-deployed
+	@test -n "$$AWS_SAM_STACK_NAME" || { echo "usage: AWS_SAM_STACK_NAME=<stack> AWS_REGION=<region> make test-deployed"; exit 2; }
+	$(BIN)/pytest -p no:xdist -s -m e2e tests/deployed
 
 # The local stack imports the handlers from their CodeUri (functions/) and the emulators from local/.
 LOCAL_ENV := PYTHONPATH=$(CURDIR)/functions:$(CURDIR)
