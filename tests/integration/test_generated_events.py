@@ -12,8 +12,8 @@ test adapts its file minimally, and says how:
   `Records` (the generator wraps them for Lambda's event source mapping, which this function is not behind).
 
 Payload format 2.0: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
-SQS event: https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html
-Stream records: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_Record.html
+SQS partial batch responses: https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.md
+Stream records: https://docs.aws.amazon.com/goto/WebAPI/streams-dynamodb-2012-08-10/Record
 """
 
 import base64

@@ -9,7 +9,7 @@ Outbox items are only ever inserted, so only an INSERT carries a change. A MODIF
 item) or a REMOVE (DynamoDB's TTL deleting an item 7 days after its change) is `NotAChange`: skipped,
 never quarantined, whether or not the Pipe's filter let it through. The stream record's `eventName`
 is one of INSERT, MODIFY, REMOVE:
-https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_Record.html
+https://docs.aws.amazon.com/goto/WebAPI/streams-dynamodb-2012-08-10/Record
 """
 
 import hashlib
