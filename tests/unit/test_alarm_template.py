@@ -32,11 +32,11 @@ def statements_for(policy: dict[str, Any], service: str) -> list[dict[str, Any]]
 
 
 def allows(statements: list[dict[str, Any]], action: str) -> bool:
+    """Whether any statement's Action (a string or a list, wildcards allowed) covers `action`."""
     for statement in statements:
         actions = statement["Action"]
-        if any(fnmatch.fnmatchcase(action, pattern) for pattern in [actions] if isinstance(actions, str)):
-            return True
-        if isinstance(actions, list) and any(fnmatch.fnmatchcase(action, pattern) for pattern in actions):
+        patterns = [actions] if isinstance(actions, str) else actions
+        if any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns):
             return True
     return False
 
