@@ -19,6 +19,8 @@ Stream records: https://docs.aws.amazon.com/goto/WebAPI/streams-dynamodb-2012-08
 import base64
 import copy
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -156,3 +158,13 @@ def test_a_capitalised_traceparent_reaches_the_outbox_event(api_ready: Stack) ->
     # Then the event the outbox holds carries that trace
     (item,) = boto3.client("dynamodb").scan(TableName=api_ready.name_of("OutboxTable"))["Items"]
     assert item["event"]["M"]["metadata"]["M"]["traceparent"]["S"] == trace
+
+
+def test_the_checked_in_events_are_what_the_sam_cli_writes(tmp_path: Path) -> None:
+    # Given the recorded command, run again into an empty directory
+    subprocess.run(
+        [str(GENERATED / "generate.sh"), str(tmp_path)], cwd=ROOT, check=True, capture_output=True, timeout=120
+    )
+    # Then it writes exactly the files the tests use
+    for name in ("http-api-proxy.json", "sqs-receive-message.json", "dynamodb-update.json"):
+        assert json.loads((tmp_path / name).read_text()) == generated(name), name
