@@ -12,8 +12,11 @@ in docs/aws-behaviour.md ("The Pipe") lists them with their addresses.
   eventVersion, awsRegion, invokeIdentityArn and eventSourceKey as fields that can't be used in patterns
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-event-filtering.html) and Lambda's
   DynamoDB page filters on `dynamodb` only
-  (https://docs.aws.amazon.com/lambda/latest/dg/with-ddb-filtering.html). Any other field, and any
-  operator `EventPattern` does not implement, raises ValueError when the pipe is configured.
+  (https://docs.aws.amazon.com/lambda/latest/dg/with-ddb-filtering.html). Any other field, an operator
+  Pipes do not support (anything-but with prefix, suffix, equals-ignore-case or wildcard:
+  https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html; wildcard,
+  absent from Lambda's filter rule syntax: https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html)
+  and any operator `EventPattern` does not implement raise ValueError when the pipe is configured.
 - Batches of at most BatchSize, sent when full or MaximumBatchingWindowInSeconds after their first record
   (waits scaled by `time_scale`); an event bus target takes at most 10, and more than 10 items from the
   enrichment fail the batch without invoking the target
@@ -479,6 +482,21 @@ def refuse_undocumented_stream_filter(pattern: Mapping[str, Any], where: str = "
                 f"{where} filter field {key!r}: a DynamoDB stream source filters on the `dynamodb` key only "
                 "(eb-pipes-event-filtering, with-ddb-filtering)".strip()
             )
+        else:
+            _refuse_operators_pipes_lack(value, where)
+
+
+def _refuse_operators_pipes_lack(node: Any, where: str) -> None:
+    """The operators page marks anything-but with prefix, suffix, equals-ignore-case or wildcard as not
+    supported by Pipes, and Lambda's filter rule syntax (which Pipes filtering follows) has no wildcard."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "wildcard" or (key == "anything-but" and isinstance(value, Mapping)):
+                raise ValueError(f"{where} filter operator {key} {json.dumps(value)}: not supported by Pipes".strip())
+            _refuse_operators_pipes_lack(value, where)
+    elif isinstance(node, list):
+        for element in node:
+            _refuse_operators_pipes_lack(element, where)
 
 
 def _refuse_unknown(where: str, section: Mapping[str, Any], known: set[str]) -> None:

@@ -182,6 +182,8 @@ def test_a_property_the_emulator_cannot_honour_is_refused(stack: Stack, messagin
             {"$or": [{"dynamodb": {"SizeBytes": [{"numeric": [">", 0]}]}}, {"eventName": ["INSERT"]}]}, id="or"
         ),
         pytest.param({"dynamodb": {"NewImage": {"ip": {"S": [{"cidr": "10.0.0.0/8"}]}}}}, id="unemulated-operator"),
+        pytest.param({"dynamodb": {"Keys": {"rideId": {"S": [{"anything-but": {"prefix": "x"}}]}}}}, id="but-prefix"),
+        pytest.param({"dynamodb": {"Keys": {"rideId": {"S": [{"wildcard": "r*"}]}}}}, id="wildcard"),
     ],
 )
 def test_a_filter_aws_does_not_accept_for_a_dynamodb_stream_is_refused(
@@ -194,7 +196,7 @@ def test_a_filter_aws_does_not_accept_for_a_dynamodb_stream_is_refused(
         props["SourceParameters"]["FilterCriteria"] = {"Filters": [{"Pattern": json.dumps(pattern)}]}
 
     # When / Then configuring it fails loudly, instead of filtering in a way AWS might not
-    with pytest.raises(ValueError, match=r"filter field|not supported"):
+    with pytest.raises(ValueError, match=r"filter (field|operator)|not supported"):
         pipe_configs(with_pipe(stack, refilter))
 
 

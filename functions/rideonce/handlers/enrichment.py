@@ -1,8 +1,9 @@
 """The EventBridge Pipe's enrichment function: outbox stream records in, ride events out, one for one.
 
-The Pipe sends a bare JSON array of DynamoDB stream records and puts each returned item on the bus,
-reading its detail type and source from `$.metadata.eventType` and `$.metadata.source`. Only the logger
-and the pure logic are imported (no boto3, no Tracer): this function's cold start delays ride events.
+The Pipe sends a bare JSON array of DynamoDB stream records and puts each returned item on the bus as the
+detail, under the target's static source and detail type; rules route on `metadata.eventType` and
+`metadata.source`. Only the logger and the pure logic are imported (no boto3, no Tracer): this function's
+cold start delays ride events.
 """
 
 from typing import TYPE_CHECKING, Any
