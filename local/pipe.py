@@ -50,9 +50,9 @@ in docs/aws-behaviour.md ("The Pipe") lists them with their addresses.
   for records past their maximum age, so that message has no condition. A person redrives from the
   outbox table (README), which outlives the 24 h stream.
 
-Not emulated, and refused when configured rather than ignored: ParallelizationFactor above 1 is accepted
-but runs one batch at a time per shard (stricter order than AWS), input templates, EnrichmentParameters,
-SNS dead-letter targets, any other source, enrichment or target. Not modelled: the 6 MB payload limit and
+Refused when configured rather than ignored: input templates, EnrichmentParameters, SNS dead-letter
+targets, any other source, enrichment or target. Accepted but simplified: ParallelizationFactor above 1
+runs one batch at a time per shard (stricter order than AWS). Not modelled: the 6 MB payload limit and
 the throttling AWS applies to a failing pipe beyond the retry backoff here (1 s doubling to 30 s, an
 emulator choice: AWS documents none).
 """
