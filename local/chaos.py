@@ -366,7 +366,7 @@ def _poison_message(index: int) -> str:
     if index % 4 == 0:
         return f"this is not JSON #{index}"
     if index % 4 == 1:
-        return json.dumps({"poison": index, "detail-type": "RideCompleted"})
+        return json.dumps({"poison": index, "detail-type": "OutboxEvent"})
     request = CreateRideRequest(rider_id="rider-poison", pickup=Location(lat=1, lng=2), dropoff=Location(lat=3, lng=4))
     change = ride_logic.request_ride(f"poison-message-{index:04d}", request, datetime(2026, 1, 1, tzinfo=UTC))
     detail = ride_events.build_event(change, change.ride.updated_at, CHAOS_TRACEPARENT).model_dump(mode="json")
@@ -378,8 +378,8 @@ def _poison_message(index: int) -> str:
         {
             "version": "0",
             "id": str(uuid.UUID(int=index)),
-            "detail-type": "RideRequested",
-            "source": "rideonce.rides",
+            "detail-type": "OutboxEvent",
+            "source": "rideonce.outbox",
             "account": ACCOUNT_ID,
             "time": "2026-01-01T00:00:00Z",
             "region": REGION,

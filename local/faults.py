@@ -607,7 +607,8 @@ class FaultyEventBridge:
     """The Pipe's EventBridge client, with PutEvents faults; every other call passes through.
 
     - partial failure: one entry (picked by the seed) is reported failed and not put, the others are put,
-      so the Pipe re-runs the batch through the enrichment and puts its events again;
+      so the Pipe re-runs the remainder through the enrichment; the template's enrichment tags no item
+      with its record's eventID, so the remainder is the whole batch and its events are put again;
     - duplicate: an accepted entry is put once more, the same detail under a new EventBridge id.
     """
 

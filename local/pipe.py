@@ -1,45 +1,60 @@
-"""The EventBridge Pipe, which moto accepts but never runs, emulated with AWS's semantics.
+"""The EventBridge Pipe, which moto accepts but never runs, emulated on AWS's documented behaviour only.
 
 One `PipeRunner` runs one `AWS::Pipes::Pipe` of the shape template.yaml uses: a DynamoDB stream source,
-an optional Lambda enrichment and an event bus target. As AWS documents it:
+an optional Lambda enrichment and an event bus target. Each behaviour below is the document's; the table
+in docs/aws-behaviour.md ("The Pipe") lists them with their addresses.
 
-- every shard of the stream is read through `dynamodbstreams` (describe_stream, one iterator per shard
-  from StartingPosition, get_records), a parent shard to its end before its children;
-- records that no FilterCriteria pattern matches are dropped and count as consumed (`EventPattern`: the
-  EventBridge pattern semantics, on the record as the Pipe sees it); they never take a place in a batch;
-- the matching records of a shard are batched: at most BatchSize, sent when the batch is full or
-  MaximumBatchingWindowInSeconds after its first record came in (waits are scaled by `time_scale`);
-- the enrichment gets the batch as a bare JSON array of records, with what moto's records lack
-  (`eventSourceARN`, the stream ARN; ApproximateCreationDateTime in epoch seconds), and each item it
-  returns is put on the bus with Source and DetailType from EventBridgeEventBusParameters (a static string
-  or a JSON path such as `$.metadata.eventType` into the item) and Detail = the item. More than 10 items
-  (the event bus target's batch limit) fail the batch: AWS does not invoke the target then;
-- a batch fails when the enrichment raises (or answers something that is not JSON), or PutEvents reports
-  failed entries. With AUTOMATIC_BISECT a failed batch of two or more records is split in half and each
-  half tried in order (splitting does not count against MaximumRetryAttempts, as for Lambda's stream
-  mappings), so a poison record ends alone; a batch that cannot be split is retried, with a backoff, up to
-  MaximumRetryAttempts times (-1: until its records are too old);
-- a partial PutEvents failure re-runs the whole batch through the enrichment and puts every item again,
-  the ones that had succeeded included. AWS's page on partial batch failure says the remainder is retried
-  "through the entire pipe, including re-invoking any configured enrichment"; since enrichment output
-  cannot be tied back to records, the emulator takes the pessimistic reading. Either way consumers see
-  the same detail twice under two EventBridge ids: design.md's "Pipe -> bus" duplicates;
-- records older than MaximumRecordAgeInSeconds (ApproximateCreationDateTime against `now`, which a
-  simulation may replace) are not sent to the enrichment again: they go to the dead-letter queue;
-- a batch out of retries goes to the DeadLetterConfig queue (without one, it is discarded), and only then
-  does its shard move on: within a shard no batch starts before the one before it succeeded or was
-  dead-lettered, so per-shard order holds on the bus.
+- Every shard is read through `dynamodbstreams` (describe_stream, one iterator per shard from
+  StartingPosition, get_records), a parent shard to its end before its children; order is kept per shard
+  (eb-pipes-dynamodb: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-dynamodb.html).
+- FilterCriteria: records no pattern matches are consumed, never batched. A pattern may filter only the
+  record's `dynamodb` key: the Pipes filtering page lists eventName, eventSource, eventSourceARN, eventID,
+  eventVersion, awsRegion, invokeIdentityArn and eventSourceKey as fields that can't be used in patterns
+  (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-event-filtering.html) and Lambda's
+  DynamoDB page filters on `dynamodb` only
+  (https://docs.aws.amazon.com/lambda/latest/dg/with-ddb-filtering.html). Any other field, an operator
+  Pipes do not support (anything-but with prefix, suffix, equals-ignore-case or wildcard:
+  https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html; wildcard,
+  absent from Lambda's filter rule syntax: https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html)
+  and any operator `EventPattern` does not implement raise ValueError when the pipe is configured.
+- Batches of at most BatchSize, sent when full or MaximumBatchingWindowInSeconds after their first record
+  (waits scaled by `time_scale`); an event bus target takes at most 10, and more than 10 items from the
+  enrichment fail the batch without invoking the target
+  (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-batching-concurrency.html).
+- The enrichment gets the batch as a bare JSON array of records, with what moto's records lack
+  (`eventSourceARN`; ApproximateCreationDateTime in epoch seconds). Its answer "", {} or [] invokes no
+  target and the batch succeeds (https://docs.aws.amazon.com/eventbridge/latest/userguide/pipes-enrichment.html);
+  a JSON object or an array of them is put, one event each, Detail = the item. Nothing else is documented
+  (null included), so anything else fails the batch loudly.
+- Target parameters: Source and DetailType are static strings when an enrichment is configured; a dynamic
+  path (`$.x`) is refused there, because the documents say dynamic paths read "the event payload" and not
+  what they read after an enrichment (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-event-target.html).
+  Without an enrichment a path reads the record.
+- A PutEvents partial failure retries only the remainder, through the whole pipe, enrichment included
+  (batching page, "Partial batch failure"). Failed entries are mapped back to records by the `eventID`
+  the enrichment's items carry, which that page asks enrichments to include; when a failed item carries
+  none of the batch's eventIDs the whole batch is the remainder. Entries that succeeded are not put again
+  unless they belong to a record in the remainder.
+- A failed batch (enrichment error, PutEvents failure): with AUTOMATIC_BISECT a batch of two or more is
+  halved and each half tried in order (halving does not count as a retry); otherwise it is retried, with a
+  backoff, up to MaximumRetryAttempts (-1: until its records are too old). Records older than
+  MaximumRecordAgeInSeconds (against `now`) are not sent again
+  (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-error-troubleshooting.html).
+- A batch out of retries or out of age goes to the DeadLetterConfig SQS queue (without one it is
+  discarded), and only then does its shard move on. The message is a pointer, not the records:
+  `context` (partnerResourceArn, condition), `version`, `timestamp` and `DDBStreamBatchInfo` (shard, first
+  and last sequence numbers, arrival times, batch size, stream ARN), the shape of Lambda's documented
+  on-failure record for DynamoDB streams
+  (https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html); the Pipes pages document
+  no shape of their own. The condition is "RetryAttemptsExhausted" for retries; AWS documents no name
+  for records past their maximum age, so that message has no condition. A person redrives from the
+  outbox table (README), which outlives the 24 h stream.
 
-The dead-letter message has AWS's shape (`context.condition`, `DDBStreamBatchInfo` with the shard, the
-first and last sequence numbers and the stream ARN) plus three fields AWS does not send: `reason` (the
-last error), `retryAttempts` and `records`, the batch itself, so a person can redrive it without reading
-the stream before DynamoDB trims it (24 h). AWS sends only the pointer. The condition of an expired batch,
-"RecordAgeExceeded", is the emulator's name; AWS does not document the one it uses.
-
-Not emulated: ParallelizationFactor above 1 (one batch at a time per shard: stricter order than AWS),
-the 6 MB payload limit, the enrichment's and the target's InputTemplate (refused, not ignored), SNS
-dead-letter targets, any other source, enrichment or target, and the throttling AWS applies to a failing
-pipe beyond the retry backoff here (1 s doubling to 30 s, an emulator choice: AWS documents none).
+Refused when configured rather than ignored: input templates, EnrichmentParameters, SNS dead-letter
+targets, any other source, enrichment or target. Accepted but simplified: ParallelizationFactor above 1
+runs one batch at a time per shard (stricter order than AWS). Not modelled: the 6 MB payload limit and
+the throttling AWS applies to a failing pipe beyond the retry backoff here (1 s doubling to 30 s, an
+emulator choice: AWS documents none).
 """
 
 import base64
@@ -73,13 +88,11 @@ EVENT_BUS_BATCH_LIMIT = 10
 """An event bus target takes at most 10 events per batch (PutEvents' limit), so BatchSize may not exceed it."""
 DEFAULT_BATCH_SIZE = 100
 GET_RECORDS_LIMIT = 1000
-SQS_MESSAGE_LIMIT = 262_144
 SHARD_REFRESH_SECONDS = 10.0
 RETRY_BACKOFF_SECONDS = 1.0
 RETRY_BACKOFF_MAX_SECONDS = 30.0
 BISECT = "AUTOMATIC_BISECT"
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
-RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
 
 _SOURCE_PARAMETERS = {"FilterCriteria", "DynamoDBStreamParameters"}
 _STREAM_PARAMETERS = {
@@ -379,7 +392,7 @@ def _pipe_config(stack: Stack, logical_id: str) -> PipeConfig:
     _refuse_unknown(where + " DynamoDBStreamParameters", stream, _STREAM_PARAMETERS)
     filters = tuple(str(entry["Pattern"]) for entry in source_parameters.get("FilterCriteria", {}).get("Filters", []))
     for pattern in filters:
-        EventPattern(pattern)  # refuse a filter the emulator cannot match, now rather than at the first record
+        refuse_undocumented_stream_filter(EventPattern(pattern).pattern, where)
     starting_position = str(stream.get("StartingPosition", ""))
     if starting_position not in ("TRIM_HORIZON", "LATEST"):
         raise ValueError(f"{where} StartingPosition must be TRIM_HORIZON or LATEST, not {starting_position!r}")
@@ -399,8 +412,14 @@ def _pipe_config(stack: Stack, logical_id: str) -> PipeConfig:
     _refuse_unknown(where + " TargetParameters", target_parameters, {"EventBridgeEventBusParameters"})
     bus_parameters = target_parameters.get("EventBridgeEventBusParameters", {})
     _refuse_unknown(where + " EventBridgeEventBusParameters", bus_parameters, _BUS_PARAMETERS)
+    enrichment = props.get("Enrichment")
     for value in [bus_parameters.get("DetailType"), bus_parameters.get("Source"), *bus_parameters.get("Resources", [])]:
         if isinstance(value, str) and is_json_path(value):
+            if enrichment is not None:
+                raise ValueError(
+                    f"{where} the target parameter {value} is a dynamic path after an enrichment: no AWS document "
+                    "says whether it reads the enrichment's output or the source record; use a static value"
+                )
             parse_json_path(value)
     batch_size = int(stream.get("BatchSize", DEFAULT_BATCH_SIZE))
     if batch_size > EVENT_BUS_BATCH_LIMIT:
@@ -418,7 +437,7 @@ def _pipe_config(stack: Stack, logical_id: str) -> PipeConfig:
         maximum_record_age_seconds=int(stream.get("MaximumRecordAgeInSeconds", -1)),
         on_partial_batch_item_failure=on_failure,
         dead_letter_arn=dead_letter_arn,
-        enrichment_function=_enrichment_function(stack, where, props.get("Enrichment")),
+        enrichment_function=_enrichment_function(stack, where, enrichment),
         target_arn=target_arn,
         event_bus_name=bus.group(1),
         detail_type=bus_parameters.get("DetailType"),
@@ -447,6 +466,39 @@ def _enrichment_function(stack: Stack, where: str, arn: Any) -> str | None:
     return by_name[match.group(1)]
 
 
+def refuse_undocumented_stream_filter(pattern: Mapping[str, Any], where: str = "") -> None:
+    """ValueError unless the pattern filters on the record's `dynamodb` key alone (through `$or` too).
+
+    The Pipes filtering page lists the fields a poller adds (eventName, eventSource, eventSourceARN, eventID,
+    awsRegion, ...) as fields that can't be used in patterns, and Lambda's DynamoDB filtering page says a
+    DynamoDB source filters on the `dynamodb` key only; AWS may reject or ignore anything else.
+    """
+    for key, value in pattern.items():
+        if key == "$or":
+            for alternative in value:
+                refuse_undocumented_stream_filter(alternative, where)
+        elif key != "dynamodb":
+            raise ValueError(
+                f"{where} filter field {key!r}: a DynamoDB stream source filters on the `dynamodb` key only "
+                "(eb-pipes-event-filtering, with-ddb-filtering)".strip()
+            )
+        else:
+            _refuse_operators_pipes_lack(value, where)
+
+
+def _refuse_operators_pipes_lack(node: Any, where: str) -> None:
+    """The operators page marks anything-but with prefix, suffix, equals-ignore-case or wildcard as not
+    supported by Pipes, and Lambda's filter rule syntax (which Pipes filtering follows) has no wildcard."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "wildcard" or (key == "anything-but" and isinstance(value, Mapping)):
+                raise ValueError(f"{where} filter operator {key} {json.dumps(value)}: not supported by Pipes".strip())
+            _refuse_operators_pipes_lack(value, where)
+    elif isinstance(node, list):
+        for element in node:
+            _refuse_operators_pipes_lack(element, where)
+
+
 def _refuse_unknown(where: str, section: Mapping[str, Any], known: set[str]) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
@@ -465,6 +517,7 @@ class PipeStats:
     batches: int = 0
     enrichment_invocations: int = 0
     enrichment_errors: int = 0
+    empty_enrichments: int = 0
     events_put: int = 0
     put_failures: int = 0
     retries: int = 0
@@ -500,7 +553,14 @@ class _Shard:
 
 
 class _BatchFailure(Exception):
-    """The batch did not reach the bus whole; the message says why, for logs and the dead-letter queue."""
+    """The batch did not reach the bus whole; the message says why, for logs.
+
+    `remainder` is set when part of the batch did reach the bus: the records still to deliver.
+    """
+
+    def __init__(self, message: str, remainder: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.remainder = remainder
 
 
 class PipeRunner:
@@ -715,19 +775,23 @@ class PipeRunner:
             self.stats.records_expired += len(expired)
             age = self.config.maximum_record_age_seconds
             reason = f"older than MaximumRecordAgeInSeconds ({age} s); last error: {batch.error or 'none'}"
-            self._dead_letter(shard, expired, RECORD_AGE_EXCEEDED, reason, batch.retries)
+            self._dead_letter(shard, expired, None, reason)
             if not batch.records:
                 shard.pending.popleft()
                 return len(expired), False
         batch.attempts += 1
+        attempted = len(expired) + len(batch.records)
         try:
             self._deliver(shard, batch)
         except _BatchFailure as failure:
             LOG.info("pipe %s: batch of %d failed: %s", self.config.name, len(batch.records), failure)
+            if failure.remainder is not None:
+                # Part of the batch reached the bus: only the remainder is tried again, through the enrichment.
+                batch.records = failure.remainder
             self._failed(shard, batch, str(failure))
-            return len(expired) + len(batch.records), True
+            return attempted, True
         shard.pending.popleft()
-        return len(expired) + len(batch.records), False
+        return attempted, False
 
     def _expired(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         limit = self.config.maximum_record_age_seconds
@@ -752,10 +816,10 @@ class PipeRunner:
         except ClientError as error:
             self.stats.put_failures += len(entries)
             raise _BatchFailure(f"PutEvents failed: {error}") from error
-        failures: list[str] = []
-        for entry, result, item in zip(entries, response["Entries"], items, strict=True):
+        failed: list[int] = []
+        for index, (entry, result, item) in enumerate(zip(entries, response["Entries"], items, strict=True)):
             if result.get("ErrorCode") or not result.get("EventId"):
-                failures.append(f"{result.get('ErrorCode')}: {result.get('ErrorMessage')}")
+                failed.append(index)
                 continue
             self.stats.events_put += 1
             if self._on_event is not None:
@@ -771,12 +835,40 @@ class PipeRunner:
                         "attempt": batch.attempts,
                     }
                 )
-        if failures:
-            self.stats.put_failures += len(failures)
-            raise _BatchFailure(f"PutEvents failed {len(failures)} of {len(entries)} entries: {'; '.join(failures)}")
+        if failed:
+            self.stats.put_failures += len(failed)
+            reasons = "; ".join(
+                f"{response['Entries'][index].get('ErrorCode')}: {response['Entries'][index].get('ErrorMessage')}"
+                for index in failed
+            )
+            raise _BatchFailure(
+                f"PutEvents failed {len(failed)} of {len(entries)} entries: {reasons}",
+                remainder=self._remainder(batch.records, [items[index] for index in failed]),
+            )
+
+    @staticmethod
+    def _remainder(records: list[dict[str, Any]], failed_items: list[Any]) -> list[dict[str, Any]]:
+        """The records behind the failed items, tied back by the `eventID` each item carries.
+
+        AWS's partial batch failure page: the Pipe retries "the remainder of the payload" through the whole
+        pipe, enrichment included, and for DynamoDB sources identifies records by `eventID`, which "need to be
+        included in any array payload returned by the enrichment". A failed item without the `eventID` of a
+        record of this batch cannot be tied back, so the whole batch is the remainder (as an unidentifiable
+        item fails the whole batch on the Pipes DynamoDB page). Stream order is kept.
+        """
+        by_id = {record.get("eventID"): record for record in records}
+        wanted = {item.get("eventID") if isinstance(item, dict) else None for item in failed_items}
+        if not wanted <= by_id.keys() - {None}:
+            return list(records)
+        return [record for record in records if record.get("eventID") in wanted]
 
     def _enriched(self, records: list[dict[str, Any]]) -> list[Any]:
-        """The items for the target: the enrichment's answer (JSON in, JSON out, as Lambda), or the records."""
+        """The items for the target: the enrichment's answer (JSON in, JSON out, as Lambda), or the records.
+
+        An answer of "", {} or [] means "invoke no target" (AWS's enrichment page), and the batch succeeds.
+        Any other answer that is not a JSON object or an array of them is refused: a null answer, a bare
+        string or number is not documented as an event bus target's input.
+        """
         if self._enrich is None:
             return list(records)
         self.stats.enrichment_invocations += 1
@@ -786,9 +878,16 @@ class PipeRunner:
             self.stats.enrichment_errors += 1
             name = self.config.enrichment_function
             raise _BatchFailure(f"enrichment {name} failed: {type(error).__name__}: {error}") from error
-        if answer is None:
+        if answer in ("", {}, []):
+            self.stats.empty_enrichments += 1
             return []
-        return answer if isinstance(answer, list) else [answer]
+        items = answer if isinstance(answer, list) else [answer]
+        if not all(isinstance(item, dict) for item in items):
+            raise _BatchFailure(
+                f"the enrichment answered {json.dumps(answer)[:80]}: the local Pipe emulates only a JSON object, "
+                'an array of them, or an empty answer ("", {}, [])'
+            )
+        return items
 
     def _entry(self, item: Any) -> "PutEventsRequestEntryTypeDef":
         entry: PutEventsRequestEntryTypeDef = {
@@ -837,15 +936,20 @@ class PipeRunner:
             batch.not_before = time.monotonic() + backoff * self._time_scale
             return
         shard.pending.popleft()
-        self._dead_letter(shard, batch.records, RETRIES_EXHAUSTED, reason, batch.retries)
+        self._dead_letter(shard, batch.records, RETRIES_EXHAUSTED, reason)
 
-    def _dead_letter(
-        self, shard: _Shard, records: list[dict[str, Any]], condition: str, reason: str, retries: int
-    ) -> None:
-        """AWS's dead-letter message for a stream batch, plus the reason and the records themselves."""
+    def _dead_letter(self, shard: _Shard, records: list[dict[str, Any]], condition: str | None, reason: str) -> None:
+        """A pointer to the records in the stream, never the records: a person redrives from the outbox table.
+
+        `condition` is None for records past MaximumRecordAgeInSeconds: AWS documents no condition name for
+        that case, so the emulator sends none rather than invent one.
+        """
         first, last = records[0], records[-1]
+        context: dict[str, Any] = {"partnerResourceArn": self.config.arn}
+        if condition is not None:
+            context["condition"] = condition
         body: dict[str, Any] = {
-            "context": {"partnerResourceArn": self.config.arn, "condition": condition},
+            "context": context,
             "version": "1.0",
             "timestamp": _iso(self._now()),
             "DDBStreamBatchInfo": {
@@ -857,20 +961,14 @@ class PipeRunner:
                 "batchSize": len(records),
                 "streamArn": self.config.source_arn,
             },
-            "reason": reason,
-            "retryAttempts": retries,
-            "records": records,
         }
-        text = json.dumps(body)
-        if len(text.encode()) > SQS_MESSAGE_LIMIT:
-            body["records"] = None
-            body["recordsOmitted"] = "the records exceed an SQS message; read them from the stream by sequence number"
-            text = json.dumps(body)
-        LOG.warning("pipe %s: %d records dead-lettered (%s): %s", self.config.name, len(records), condition, reason)
+        LOG.warning(
+            "pipe %s: %d records dead-lettered (%s): %s", self.config.name, len(records), condition or "age", reason
+        )
         if self._dlq_url is None:
             self.stats.records_discarded += len(records)
         else:
-            self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=text)
+            self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=json.dumps(body))
             self.stats.dlq_messages += 1
             self.stats.records_to_dlq += len(records)
         if self._on_dead_letter is not None:
@@ -903,7 +1001,9 @@ def describe_forwarded(event: Mapping[str, Any]) -> str:
     detail = event.get("detail")
     metadata = detail.get("metadata") if isinstance(detail, dict) else None
     key = metadata.get("idempotencyKey") if isinstance(metadata, dict) else None
-    line = f"pipe {event['pipe']}: {event['detailType']} ({event['source']}) -> {event['eventBusName']}"
+    event_type = metadata.get("eventType") if isinstance(metadata, dict) else None
+    line = f"pipe {event['pipe']}: {event_type or '?'} as {event['detailType']} ({event['source']})"
+    line += f" -> {event['eventBusName']}"
     line += f" id={event['eventId']}"
     if key:
         line += f" key={key}"

@@ -140,7 +140,7 @@ def test_a_gap_that_never_fills_keeps_failing_without_effects(harness: ConsumerH
 
 def test_a_poison_message_fails_alone(harness: ConsumerHarness) -> None:
     events = lifecycle("ride-1")
-    poison = '{"detail-type": "RideCompleted", "detail": {"metadata": {"version": "four"}}}'
+    poison = '{"detail-type": "OutboxEvent", "detail": {"metadata": {"version": "four"}}}'
     failed = harness.deliver(envelope(events[0]), poison, *(envelope(event) for event in events[1:]))
     assert failed == [poison]
     assert_charged_once_and_complete(harness)

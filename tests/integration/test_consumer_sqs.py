@@ -60,7 +60,7 @@ def test_a_poison_message_reaches_the_dlq_while_its_batch_succeeds(
     # Given a ride's events with a poison message among them, all in one batch
     harness = ConsumerHarness(stack, monkeypatch)
     events = lifecycle("ride-1")
-    poison = json.dumps({"detail-type": "RideCompleted", "source": "rideonce.rides", "detail": {"oops": True}})
+    poison = json.dumps({"detail-type": "OutboxEvent", "source": "rideonce.outbox", "detail": {"oops": True}})
     sqs = boto3.client("sqs")
     for body in [envelope(events[0]), poison, *(envelope(event) for event in events[1:])]:
         sqs.send_message(QueueUrl=poller.queue_url, MessageBody=body)

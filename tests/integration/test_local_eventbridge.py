@@ -75,13 +75,18 @@ def test_rules_keep_their_pattern_bus_and_targets(stack: Stack, messaging: Messa
 
 
 def test_events_are_routed_by_the_template_rules(messaging: Messaging) -> None:
-    # Given a ride event and a rejection, put on the ride bus the way the Pipe puts them
+    # Given a ride event and a rejection, put on the ride bus the way the Pipe puts them (static source and
+    # detail type, routed on the detail), and events no rule should take
     events = boto3.client("events")
     bus = messaging.buses["RideEventBus"]
+    ride = {"metadata": {"source": "rideonce.rides", "eventType": "RideRequested"}}
+    rejection = {"metadata": {"source": "rideonce.relay", "eventType": "OutboxRecordRejected"}}
     entries = [
-        ("rideonce.rides", "RideRequested", {"n": 1}),
-        ("rideonce.relay", "OutboxRecordRejected", {"n": 2}),
-        ("rideonce.other", "RideRequested", {"n": 3}),
+        ("rideonce.outbox", "OutboxEvent", ride),
+        ("rideonce.outbox", "OutboxEvent", rejection),
+        ("rideonce.other", "OutboxEvent", ride),
+        ("rideonce.outbox", "OutboxEvent", {"metadata": {"source": "rideonce.other", "eventType": "RideRequested"}}),
+        ("rideonce.outbox", "OutboxEvent", {"metadata": {"source": "rideonce.rides", "eventType": "RideLost"}}),
     ]
     # When they are published
     response = events.put_events(
@@ -92,6 +97,6 @@ def test_events_are_routed_by_the_template_rules(messaging: Messaging) -> None:
     )
     # Then each lands only in the queue its rule targets, and an event no rule matches lands nowhere
     assert response["FailedEntryCount"] == 0
-    assert [body["detail"] for body in receive_all(messaging.queues["RideEventsQueue"])] == [{"n": 1}]
-    assert [body["detail"] for body in receive_all(messaging.queues["QuarantineQueue"])] == [{"n": 2}]
+    assert [body["detail"] for body in receive_all(messaging.queues["RideEventsQueue"])] == [ride]
+    assert [body["detail"] for body in receive_all(messaging.queues["QuarantineQueue"])] == [rejection]
     assert receive_all(messaging.queues["RuleDeadLetterQueue"]) == []

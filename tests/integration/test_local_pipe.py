@@ -86,6 +86,35 @@ def record_ride_id(record: dict[str, Any]) -> str:
     return str(record["dynamodb"]["NewImage"]["rideId"]["S"])
 
 
+def sequence_numbers(stack: Stack) -> dict[str, str]:
+    """rideId -> SequenceNumber of its INSERT record, read from the outbox stream as a person redriving would."""
+    streams = boto3.client("dynamodbstreams")
+    arn = stack.get_att("OutboxTable", "StreamArn")
+    found: dict[str, str] = {}
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        ).get("ShardIterator")
+        while iterator and (page := streams.get_records(ShardIterator=iterator))["Records"]:
+            for record in page["Records"]:
+                if record["eventName"] == "INSERT":
+                    found[record["dynamodb"]["NewImage"]["rideId"]["S"]] = record["dynamodb"]["SequenceNumber"]
+            iterator = page.get("NextShardIterator")
+    return found
+
+
+DEAD_LETTER_KEYS = {"context", "version", "timestamp", "DDBStreamBatchInfo"}
+BATCH_INFO_KEYS = {
+    "shardId",
+    "startSequenceNumber",
+    "endSequenceNumber",
+    "approximateArrivalOfFirstRecord",
+    "approximateArrivalOfLastRecord",
+    "batchSize",
+    "streamArn",
+}
+
+
 def poison(monkeypatch: pytest.MonkeyPatch, ride_id: str, after_failure: Callable[[], None] = lambda: None) -> None:
     """Make the enrichment raise for any batch holding `ride_id`: a bug a re-run cannot cure."""
     real = enrichment.handler
@@ -110,7 +139,9 @@ def test_the_pipe_is_configured_from_the_template(stack: Stack, messaging: Messa
     assert config.logical_id == "OutboxPipe"
     assert config.source_arn == stack.get_att("OutboxTable", "StreamArn")
     assert config.batch_size == stream["BatchSize"] <= 10
-    assert [json.loads(pattern) for pattern in config.filters] == [{"eventName": ["INSERT"]}]
+    assert [json.loads(pattern) for pattern in config.filters] == [
+        {"dynamodb": {"NewImage": {"rideId": {"S": [{"exists": True}]}}}}
+    ]
     assert config.starting_position == "TRIM_HORIZON"
     assert config.bisect
     assert config.on_partial_batch_item_failure == "AUTOMATIC_BISECT"
@@ -120,17 +151,81 @@ def test_the_pipe_is_configured_from_the_template(stack: Stack, messaging: Messa
     assert config.dead_letter_arn == stack.get_att("PipeDeadLetterQueue", "Arn")
     assert config.enrichment_function == "EnrichmentFunction"
     assert config.event_bus_name == messaging.buses["RideEventBus"]
-    assert (config.detail_type, config.source) == ("$.metadata.eventType", "$.metadata.source")
+    assert (config.detail_type, config.source) == ("OutboxEvent", "rideonce.outbox")
+
+
+def with_pipe(stack: Stack, change: Callable[[dict[str, Any]], None]) -> Stack:
+    """A copy of the stack whose OutboxPipe properties `change` has edited in place."""
+    changed = dataclasses.replace(stack, cfn=copy.deepcopy(stack.cfn), attributes=dict(stack.attributes))
+    change(changed.resources["OutboxPipe"]["Properties"])
+    return changed
 
 
 def test_a_property_the_emulator_cannot_honour_is_refused(stack: Stack, messaging: Messaging) -> None:
     # Given a copy of the stack whose Pipe has an input template on its target, which the emulator does not apply
-    changed = dataclasses.replace(stack, cfn=copy.deepcopy(stack.cfn), attributes=dict(stack.attributes))
-    resource = changed.resources["OutboxPipe"]["Properties"]
-    resource["TargetParameters"] = {**resource["TargetParameters"], "InputTemplate": '{"x": <$.y>}'}
+    def add_template(props: dict[str, Any]) -> None:
+        props["TargetParameters"] = {**props["TargetParameters"], "InputTemplate": '{"x": <$.y>}'}
+
     # When / Then reading it fails loudly instead of ignoring the template
     with pytest.raises(ValueError, match="InputTemplate"):
-        pipe_configs(changed)
+        pipe_configs(with_pipe(stack, add_template))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param({"eventName": ["INSERT"]}, id="eventName"),
+        pytest.param({"eventSource": ["aws:dynamodb"]}, id="eventSource"),
+        pytest.param({"awsRegion": ["us-east-1"]}, id="awsRegion"),
+        pytest.param({"dynamodb": {"Keys": {"rideId": {"S": [{"exists": True}]}}}, "eventID": ["1"]}, id="mixed"),
+        pytest.param(
+            {"$or": [{"dynamodb": {"SizeBytes": [{"numeric": [">", 0]}]}}, {"eventName": ["INSERT"]}]}, id="or"
+        ),
+        pytest.param({"dynamodb": {"NewImage": {"ip": {"S": [{"cidr": "10.0.0.0/8"}]}}}}, id="unemulated-operator"),
+        pytest.param({"dynamodb": {"Keys": {"rideId": {"S": [{"anything-but": {"prefix": "x"}}]}}}}, id="but-prefix"),
+        pytest.param({"dynamodb": {"Keys": {"rideId": {"S": [{"wildcard": "r*"}]}}}}, id="wildcard"),
+    ],
+)
+def test_a_filter_aws_does_not_accept_for_a_dynamodb_stream_is_refused(
+    stack: Stack, messaging: Messaging, pattern: dict[str, Any]
+) -> None:
+    # Given the Pipe filtering on a field outside the record's `dynamodb` key (the Pipes filtering page
+    # excludes the fields a poller adds; Lambda's DynamoDB page filters on `dynamodb` only), or with an
+    # operator the emulator does not implement
+    def refilter(props: dict[str, Any]) -> None:
+        props["SourceParameters"]["FilterCriteria"] = {"Filters": [{"Pattern": json.dumps(pattern)}]}
+
+    # When / Then configuring it fails loudly, instead of filtering in a way AWS might not
+    with pytest.raises(ValueError, match=r"filter (field|operator)|not supported"):
+        pipe_configs(with_pipe(stack, refilter))
+
+
+@pytest.mark.parametrize("parameter", ["DetailType", "Source", "Resources"])
+def test_a_dynamic_target_path_after_an_enrichment_is_refused(
+    stack: Stack, messaging: Messaging, parameter: str
+) -> None:
+    # Given the Pipe's bus target reading a JSON path while an enrichment is configured: no document says
+    # whether the path reads the enrichment's output or the source record
+    def dynamic(props: dict[str, Any]) -> None:
+        value = "$.metadata.eventType"
+        props["TargetParameters"]["EventBridgeEventBusParameters"][parameter] = (
+            [value] if parameter == "Resources" else value
+        )
+
+    # When / Then configuring it fails loudly
+    with pytest.raises(ValueError, match="dynamic path after an enrichment"):
+        pipe_configs(with_pipe(stack, dynamic))
+
+
+def test_without_an_enrichment_a_dynamic_target_path_reads_the_record(stack: Stack, messaging: Messaging) -> None:
+    # Given the Pipe without its enrichment, its detail type read from the stream record
+    def bare(props: dict[str, Any]) -> None:
+        del props["Enrichment"]
+        props["TargetParameters"]["EventBridgeEventBusParameters"]["DetailType"] = "$.eventName"
+
+    # When it is configured / Then the path is kept (documented: it reads the event payload itself)
+    (pipe,) = pipe_configs(with_pipe(stack, bare))
+    assert (pipe.enrichment_function, pipe.detail_type) == (None, "$.eventName")
 
 
 # ---------------------------------------------------------------- the happy path
@@ -171,13 +266,13 @@ def test_every_outbox_record_becomes_one_event_in_stream_order(
     bodies = drain(messaging.queues["RideEventsQueue"])
     assert keys(bodies) == expected
     assert len(expected) == 14
-    # And source, detail type and detail are the enriched item's, as the target parameters say
+    # And source and detail type are the target's static values; the detail is the enriched item
     for body in bodies:
-        assert body["source"] == body["detail"]["metadata"]["source"] == "rideonce.rides"
-        assert body["detail-type"] == body["detail"]["metadata"]["eventType"]
+        assert (body["source"], body["detail-type"]) == ("rideonce.outbox", "OutboxEvent")
+        assert body["detail"]["metadata"]["source"] == "rideonce.rides"
     ride_events = [body for body in bodies if body["detail"]["metadata"]["aggregateId"] == ride_id]
     assert [body["detail"]["metadata"]["version"] for body in ride_events] == [1, 2, 3, 4]
-    assert [body["detail-type"] for body in ride_events] == [
+    assert [body["detail"]["metadata"]["eventType"] for body in ride_events] == [
         "RideRequested",
         "RideAccepted",
         "RideStarted",
@@ -200,7 +295,7 @@ def test_every_outbox_record_becomes_one_event_in_stream_order(
     assert drain(messaging.queues["QuarantineQueue"]) == []
 
 
-def test_modify_and_remove_records_are_filtered_out(
+def test_a_ttl_deletion_is_filtered_out_and_a_modify_is_left_to_the_enrichment(
     stack: Stack,
     messaging: Messaging,
     client: ApiClient,
@@ -218,11 +313,11 @@ def test_modify_and_remove_records_are_filtered_out(
     dynamodb.delete_item(TableName=table, Key=key)
     # When the Pipe runs
     stats = make_runner(stack, config).run_until_quiet()
-    # Then only the INSERT reached the enrichment and the bus; the other two were consumed by the filter
-    assert [[record["eventName"] for record in batch] for batch in enrichment_batches] == [["INSERT"]]
-    assert (stats.records_read, stats.filtered_out, stats.events_put) == (3, 2, 1)
-    assert keys(drain(messaging.queues["RideEventsQueue"])) == [f"ride#{ride_id}#v1"]
-    assert drain(messaging.queues["QuarantineQueue"]) == []
+    # Then the REMOVE record (no NewImage under NEW_IMAGE) was consumed by the filter; the INSERT and the
+    # MODIFY both carry a new image with a rideId, which is all a documented filter can see
+    seen = [record["eventName"] for batch in enrichment_batches for record in batch]
+    assert seen == ["INSERT", "MODIFY"]
+    assert (stats.records_read, stats.filtered_out) == (3, 1)
 
 
 def test_a_partial_batch_waits_for_the_batching_window(
@@ -279,17 +374,18 @@ def test_a_poison_record_is_bisected_out_retried_and_dead_lettered_alone(
     assert stats.retries == config.maximum_retry_attempts
     assert stats.enrichment_invocations == 6 + 1 + config.maximum_retry_attempts
     assert (stats.dlq_messages, stats.records_to_dlq) == (1, 1)
+    # And the message is a pointer into the stream in the documented shape, nothing more: no records, no
+    # reason, no retry count (a person redrives from the outbox table)
     (dead,) = drain(messaging.queues["PipeDeadLetterQueue"])
+    assert set(dead) == DEAD_LETTER_KEYS
     info = dead["DDBStreamBatchInfo"]
-    (record,) = dead["records"]
-    assert record_ride_id(record) == ride_ids[3]
+    assert set(info) == BATCH_INFO_KEYS
     assert info["batchSize"] == 1
-    assert info["startSequenceNumber"] == info["endSequenceNumber"] == record["dynamodb"]["SequenceNumber"]
+    assert info["startSequenceNumber"] == info["endSequenceNumber"] == sequence_numbers(stack)[ride_ids[3]]
     assert info["streamArn"] == config.source_arn
     assert info["shardId"].startswith("shardId-")
     assert dead["context"] == {"partnerResourceArn": config.arn, "condition": "RetryAttemptsExhausted"}
-    assert dead["retryAttempts"] == config.maximum_retry_attempts
-    assert f"cannot enrich {ride_ids[3]}" in dead["reason"]
+    assert dead["version"] == "1.0"
     # And every other record's event was delivered exactly once, still in stream order
     assert keys(drain(messaging.queues["RideEventsQueue"])) == [
         f"ride#{ride_id}#v1" for ride_id in ride_ids if ride_id != ride_ids[3]
@@ -308,11 +404,10 @@ def test_without_bisect_the_whole_batch_is_retried_then_dead_lettered_and_the_sh
     # Then the first batch was tried three times and dead-lettered whole, with its first and last sequence numbers
     assert (stats.batches, stats.retries, stats.bisections, stats.records_to_dlq) == (2, 2, 0, 3)
     (dead,) = drain(messaging.queues["PipeDeadLetterQueue"])
-    assert [record_ride_id(record) for record in dead["records"]] == ride_ids[:3]
     info = dead["DDBStreamBatchInfo"]
+    numbers = sequence_numbers(stack)
     assert info["batchSize"] == 3
-    assert info["startSequenceNumber"] == dead["records"][0]["dynamodb"]["SequenceNumber"]
-    assert info["endSequenceNumber"] == dead["records"][-1]["dynamodb"]["SequenceNumber"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (numbers[ride_ids[0]], numbers[ride_ids[2]])
     # And only then did the next batch go through
     assert keys(drain(messaging.queues["RideEventsQueue"])) == [f"ride#{ride_id}#v1" for ride_id in ride_ids[3:]]
 
@@ -334,33 +429,27 @@ def test_records_older_than_the_maximum_age_are_not_retried(
     # Then the failed batch was not sent to the enrichment again: its records were too old, so dead-lettered
     assert stats.enrichment_invocations == 1
     assert (stats.records_expired, stats.records_to_dlq, stats.events_put) == (2, 2, 0)
+    # And AWS documents no condition name for that case, so the message carries none
     (dead,) = drain(messaging.queues["PipeDeadLetterQueue"])
-    assert dead["context"]["condition"] == "RecordAgeExceeded"
-    assert [record_ride_id(record) for record in dead["records"]] == ride_ids
+    assert set(dead) == DEAD_LETTER_KEYS
+    assert dead["context"] == {"partnerResourceArn": config.arn}
+    numbers = sequence_numbers(stack)
+    info = dead["DDBStreamBatchInfo"]
+    assert (info["batchSize"], info["startSequenceNumber"], info["endSequenceNumber"]) == (
+        2,
+        numbers[ride_ids[0]],
+        numbers[ride_ids[1]],
+    )
 
 
-@pytest.mark.parametrize(
-    ("bisect", "bisections", "retries"),
-    [pytest.param(True, 1, 0, id="bisect"), pytest.param(False, 0, 1, id="whole-batch-retry")],
-)
-def test_a_partial_put_events_failure_repeats_the_events_that_had_succeeded(
-    stack: Stack,
-    messaging: Messaging,
-    client: ApiClient,
-    config: PipeConfig,
-    monkeypatch: pytest.MonkeyPatch,
-    bisect: bool,
-    bisections: int,
-    retries: int,
-) -> None:
-    # Given four new rides (one batch) and a bus that fails the second entry of the first PutEvents once
-    ride_ids = create_rides(client, 4)
+def fail_second_entry_once(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[list[dict[str, Any]]]]:
+    """An events client whose first PutEvents reports its second entry failed (and does not put it)."""
     events = boto3.client("events")
     real_put = events.put_events
-    calls: list[int] = []
+    calls: list[list[dict[str, Any]]] = []
 
     def flaky_put(**kwargs: Any) -> Any:
-        calls.append(len(kwargs["Entries"]))
+        calls.append(kwargs["Entries"])
         if len(calls) > 1:
             return real_put(**kwargs)
         failing = kwargs["Entries"][1]
@@ -370,11 +459,65 @@ def test_a_partial_put_events_failure_repeats_the_events_that_had_succeeded(
         return {"FailedEntryCount": 1, "Entries": results}
 
     monkeypatch.setattr(events, "put_events", flaky_put)
+    return events, calls
+
+
+@pytest.mark.parametrize("bisect", [True, False], ids=["bisect", "no-bisect"])
+def test_a_partial_put_events_failure_retries_only_the_remainder_through_the_enrichment(
+    stack: Stack,
+    messaging: Messaging,
+    client: ApiClient,
+    config: PipeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    bisect: bool,
+) -> None:
+    # Given four new rides (one batch), an enrichment whose items carry their record's eventID (as AWS's
+    # partial batch failure page asks), and a bus that fails the second entry of the first PutEvents once
+    ride_ids = create_rides(client, 4)
+    real = enrichment.handler
+    enriched: list[list[str]] = []
+
+    def carrying_event_ids(event: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
+        enriched.append([record_ride_id(record) for record in event])
+        return [item | {"eventID": record["eventID"]} for record, item in zip(event, real(event, context), strict=True)]
+
+    monkeypatch.setattr(enrichment, "handler", carrying_event_ids)
+    events, calls = fail_second_entry_once(monkeypatch)
     pipe = config if bisect else dataclasses.replace(config, on_partial_batch_item_failure=None)
     # When the Pipe runs
     stats = make_runner(stack, pipe, events=events).run_until_quiet()
-    # Then the batch was re-run through enrichment and put again, so the three events that had made it
-    # are on the queue twice: the at-least-once delivery consumers deduplicate on idempotencyKey
+    # Then only the failed entry's record went through the enrichment again and was put again
+    assert enriched == [ride_ids, [ride_ids[1]]]
+    assert [len(entries) for entries in calls] == [4, 1]
+    # And every event is on the queue exactly once: the three that had succeeded were not put again
+    assert Counter(keys(drain(messaging.queues["RideEventsQueue"]))) == {f"ride#{r}#v1": 1 for r in ride_ids}
+    assert (stats.put_failures, stats.events_put, stats.retries, stats.bisections) == (1, 4, 1, 0)
+    assert drain(messaging.queues["PipeDeadLetterQueue"]) == []
+
+
+@pytest.mark.parametrize(
+    ("bisect", "bisections", "retries"),
+    [pytest.param(True, 1, 0, id="bisect"), pytest.param(False, 0, 1, id="whole-batch-retry")],
+)
+def test_a_failed_entry_that_cannot_be_tied_to_a_record_retries_the_whole_batch(
+    stack: Stack,
+    messaging: Messaging,
+    client: ApiClient,
+    config: PipeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    bisect: bool,
+    bisections: int,
+    retries: int,
+) -> None:
+    # Given four new rides (one batch), the template's enrichment (its items carry no eventID), and a bus
+    # that fails the second entry of the first PutEvents once
+    ride_ids = create_rides(client, 4)
+    events, _ = fail_second_entry_once(monkeypatch)
+    pipe = config if bisect else dataclasses.replace(config, on_partial_batch_item_failure=None)
+    # When the Pipe runs
+    stats = make_runner(stack, pipe, events=events).run_until_quiet()
+    # Then the whole batch was the remainder, re-run through enrichment and put again, so the three events
+    # that had made it are on the queue twice: the at-least-once delivery consumers deduplicate on
     bodies = drain(messaging.queues["RideEventsQueue"])
     counts = Counter(keys(bodies))
     assert counts == {f"ride#{ride_id}#v1": 1 if index == 1 else 2 for index, ride_id in enumerate(ride_ids)}
@@ -385,6 +528,57 @@ def test_a_partial_put_events_failure_repeats_the_events_that_had_succeeded(
     assert json.dumps(first[0]["detail"]) == json.dumps(first[1]["detail"])
     assert first[0]["id"] != first[1]["id"]
     assert drain(messaging.queues["PipeDeadLetterQueue"]) == []
+
+
+@pytest.mark.parametrize("answer", ["", {}, []], ids=["empty-string", "empty-object", "empty-array"])
+def test_an_empty_enrichment_answer_invokes_no_target_and_the_batch_succeeds(
+    stack: Stack,
+    messaging: Messaging,
+    client: ApiClient,
+    config: PipeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Any,
+) -> None:
+    # Given three new rides and an enrichment that answers "", {} or [] (AWS: "invoke no target")
+    create_rides(client, 3)
+    monkeypatch.setattr(enrichment, "handler", lambda event, context: answer)
+    events = boto3.client("events")
+    calls: list[Any] = []
+    real_put = events.put_events
+
+    def counted_put(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(events, "put_events", counted_put)
+    # When the Pipe runs
+    stats = make_runner(stack, config, events=events).run_until_quiet()
+    # Then PutEvents was never called, nothing is on any queue, and the batch counted as a success
+    assert calls == []
+    assert (stats.enrichment_invocations, stats.empty_enrichments, stats.events_put) == (1, 1, 0)
+    assert (stats.retries, stats.bisections, stats.dlq_messages) == (0, 0, 0)
+    assert drain(messaging.queues["RideEventsQueue"]) == []
+    assert drain(messaging.queues["PipeDeadLetterQueue"]) == []
+
+
+@pytest.mark.parametrize("answer", [None, "an event", [{"ok": 1}, 7]], ids=["null", "string", "not-an-object"])
+def test_an_undocumented_enrichment_answer_fails_the_batch(
+    stack: Stack,
+    messaging: Messaging,
+    client: ApiClient,
+    config: PipeConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Any,
+) -> None:
+    # Given one new ride and an enrichment answering something no document says what a Pipe makes of
+    create_rides(client, 1)
+    monkeypatch.setattr(enrichment, "handler", lambda event, context: answer)
+    pipe = dataclasses.replace(config, maximum_retry_attempts=0)
+    # When the Pipe runs
+    stats = make_runner(stack, pipe).run_until_quiet()
+    # Then nothing was put and the batch failed into the dead-letter queue, instead of a guess
+    assert (stats.events_put, stats.records_to_dlq) == (0, 1)
+    assert drain(messaging.queues["RideEventsQueue"]) == []
 
 
 # ---------------------------------------------------------------- event patterns and paths

@@ -59,16 +59,17 @@ def stream_records(stack: Stack) -> list[dict[str, Any]]:
     return [record | {"eventSourceARN": stream_arn} for record in json.loads(as_json)]
 
 
-def put_as_the_pipe_does(messaging: Messaging, items: list[dict[str, Any]]) -> None:
-    """PutEvents with the Pipe target's dynamic paths: Source $.metadata.source, DetailType $.metadata.eventType."""
+def put_as_the_pipe_does(stack: Stack, messaging: Messaging, items: list[dict[str, Any]]) -> None:
+    """PutEvents with the Pipe target's static Source and DetailType, read from the template."""
     events = boto3.client("events")
     bus = messaging.buses["RideEventBus"]
+    target = stack.properties("OutboxPipe")["TargetParameters"]["EventBridgeEventBusParameters"]
     for start in range(0, len(items), 10):
         entries = [
             {
                 "EventBusName": bus,
-                "Source": item["metadata"]["source"],
-                "DetailType": item["metadata"]["eventType"],
+                "Source": target["Source"],
+                "DetailType": target["DetailType"],
                 "Detail": json.dumps(item),
             }
             for item in items[start : start + 10]
@@ -86,19 +87,19 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
     return bodies
 
 
-def test_a_rejected_record_reaches_the_quarantine_queue_and_nothing_else_does(messaging: Messaging) -> None:
+def test_a_rejected_record_reaches_the_quarantine_queue_and_nothing_else_does(
+    stack: Stack, messaging: Messaging
+) -> None:
     # Given the sample Pipe batch (one malformed record among ride events), enriched
     batch = json.loads((ROOT / "events" / "pipe-enrichment.json").read_text())
     items = enrich(batch)
     rejections = [item for item in items if item["metadata"]["eventType"] == "OutboxRecordRejected"]
     assert len(rejections) == 1
     # When the Pipe puts every enriched item on the bus, routed by the template's rules
-    put_as_the_pipe_does(messaging, items)
+    put_as_the_pipe_does(stack, messaging, items)
     # Then the quarantine queue holds the rejection, with the raw record to redrive, and nothing else
     quarantined = drain(messaging.queues["QuarantineQueue"])
-    assert [(body["source"], body["detail-type"]) for body in quarantined] == [
-        ("rideonce.relay", "OutboxRecordRejected")
-    ]
+    assert [body["detail"]["metadata"]["eventType"] for body in quarantined] == ["OutboxRecordRejected"]
     assert quarantined[0]["detail"] == rejections[0]
     assert quarantined[0]["detail"]["data"]["record"] == batch[2]
     # And the ride events go to the consumer queue only, never to quarantine or a dead-letter queue

@@ -34,12 +34,15 @@ def lifecycle(ride_id: str, rider_id: str = "rider-1", fare: str = "23.50") -> l
 
 
 def envelope(event: RideEvent, replay_name: str | None = None) -> str:
-    """An EventBridge event as the rule delivers it to SQS; every delivery gets a new EventBridge id."""
+    """An EventBridge event as the rule delivers it to SQS; every delivery gets a new EventBridge id.
+
+    Source and detail type are the Pipe target's static values (template.yaml); rules route on the detail.
+    """
     body: dict[str, Any] = {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": event.metadata.event_type.value,
-        "source": event.metadata.source,
+        "detail-type": "OutboxEvent",
+        "source": "rideonce.outbox",
         "account": ACCOUNT_ID,
         "time": "2026-11-22T09:30:00Z",
         "region": REGION,

@@ -1,11 +1,11 @@
 """The EventBridge Pipe's enrichment function: outbox stream records in, ride events out.
 
-The Pipe sends a bare JSON array of DynamoDB stream records and puts each returned item on the bus.
-Records that are not a change (MODIFY, REMOVE) are left out of the answer, counted and logged; a batch
-of nothing else answers `[]`, which invokes no target
-(https://docs.aws.amazon.com/eventbridge/latest/userguide/pipes-enrichment.html). Nothing here depends on
-the envelope's detail-type or source. Only the logger, metrics and the pure logic are imported (no boto3,
-no Tracer): this function's cold start delays ride events.
+The Pipe sends a bare JSON array of DynamoDB stream records and puts each returned item on the bus as the
+detail, under the target's static source and detail type; rules route on `metadata.eventType` and
+`metadata.source`. Records that are not a change (MODIFY, REMOVE) are left out of the answer, counted and
+logged; a batch of nothing else answers `[]`, which invokes no target
+(https://docs.aws.amazon.com/eventbridge/latest/userguide/pipes-enrichment.html). Only the logger, metrics
+and the pure logic are imported (no boto3, no Tracer): this function's cold start delays ride events.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -68,7 +68,7 @@ REJECTION_EVENT_TYPE: Final = "OutboxRecordRejected"
 
 
 class RejectionMetadata(CamelModel):
-    """The envelope of a rejection, with `eventType` and `source` where the Pipe's target reads them."""
+    """The envelope of a rejection, with `eventType` and `source` where the bus rules read them."""
 
     event_id: str
     idempotency_key: str
