@@ -49,11 +49,20 @@ def create_tables(client: "DynamoDBClient", stack: Stack) -> dict[str, str]:
 
 
 def create_table_like(client: "DynamoDBClient", source: str, name: str, with_stream: bool = False) -> str:
-    """A fresh on-demand table with `source`'s keys (and stream, if asked): scratch space shaped like the template's."""
+    """A fresh on-demand table with `source`'s keys and indexes (and stream, if asked).
+
+    Scratch space shaped like the template's table.
+    """
     described = client.describe_table(TableName=source)["Table"]
     extra: dict[str, Any] = {}
     if with_stream and "StreamSpecification" in described:
         extra["StreamSpecification"] = described["StreamSpecification"]
+    if described.get("GlobalSecondaryIndexes"):
+        # The attribute definitions name the index keys too, so the indexes come along.
+        extra["GlobalSecondaryIndexes"] = [
+            {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+            for index in described["GlobalSecondaryIndexes"]
+        ]
     client.create_table(
         TableName=name,
         KeySchema=described["KeySchema"],

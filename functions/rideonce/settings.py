@@ -36,3 +36,16 @@ class ConsumerSettings(Settings):
     rider_accounts_table_name: Annotated[str, Field(alias="RIDER_ACCOUNTS_TABLE_NAME", min_length=1)]
     # Longer than the archive's retention, so a replay of anything still archived meets its key.
     processed_key_ttl_seconds: Annotated[int, Field(alias="PROCESSED_KEY_TTL_SECONDS", ge=3_600)] = 35 * 86_400
+
+
+class ReconcilerSettings(Settings):
+    outbox_table_name: Annotated[str, Field(alias="OUTBOX_TABLE_NAME", min_length=1)]
+    outbox_commit_index_name: Annotated[str, Field(alias="OUTBOX_COMMIT_INDEX_NAME", min_length=1)]
+    ride_projection_table_name: Annotated[str, Field(alias="RIDE_PROJECTION_TABLE_NAME", min_length=1)]
+    event_bus_name: Annotated[str, Field(alias="EVENT_BUS_NAME", min_length=1)]
+    # The Pipe target's static Source and DetailType: republished events must look like relayed ones.
+    relay_event_source: Annotated[str, Field(alias="RELAY_EVENT_SOURCE", min_length=1)]
+    relay_detail_type: Annotated[str, Field(alias="RELAY_DETAIL_TYPE", min_length=1)]
+    reconcile_period_minutes: Annotated[int, Field(alias="RECONCILE_PERIOD_MINUTES", ge=1)]
+    # Long enough that a change still on its way through the Pipe, the bus and the queue is not judged.
+    reconcile_grace_minutes: Annotated[int, Field(alias="RECONCILE_GRACE_MINUTES", ge=1)]

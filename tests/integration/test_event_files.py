@@ -4,11 +4,13 @@ import json
 from functools import partial
 from typing import Any
 
+import boto3
 import pytest
 
 from local.context import FakeLambdaContext
+from local.eventbridge import create_event_buses
 from local.template import ROOT, Stack
-from rideonce.handlers import api, consumer
+from rideonce.handlers import api, consumer, reconciler
 from rideonce.models.requests import CreateRideRequest
 from rideonce.services.rides import RideService, WriteRequest
 from tests.support.api import ApiClient
@@ -27,7 +29,7 @@ API_FILES = {
     "api-cancel-ride.json": 200,
     "api-openapi.json": 200,
 }
-KNOWN_PREFIXES = ("api-", "pipe-", "sqs-")
+KNOWN_PREFIXES = ("api-", "pipe-", "sqs-", "schedule-")
 # SQS batches of EventBridge envelopes, each applied with no failed record.
 SQS_FILES = ("sqs-new-ride-event.json", "sqs-duplicate.json", "sqs-out-of-order.json")
 
@@ -44,6 +46,7 @@ def test_every_event_file_belongs_to_a_function() -> None:
     assert set(SQS_FILES) == {name for name in names if name.startswith("sqs-")}
     # pipe-enrichment.json is fed to the enrichment handler in tests/unit/test_enrichment.py
     assert {name for name in names if name.startswith("pipe-")} == {"pipe-enrichment.json"}
+    assert {name for name in names if name.startswith("schedule-")} == {"schedule-reconciler.json"}
 
 
 def test_api_event_files_are_accepted_by_the_api_handler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,3 +77,18 @@ def test_sqs_event_files_are_accepted_by_the_consumer(stack: Stack, monkeypatch:
             "ride#9b0e2f6c-3333-4a61-9e8a-000000000003#v2",
         ]
     )
+
+
+def test_the_schedule_event_file_runs_the_reconciler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the stack's tables and bus, and nothing committed
+    create_event_buses(boto3.client("events"), stack)
+    for name, value in stack.function_environment("ReconcilerFunction").items():
+        monkeypatch.setenv(name, value)
+    reconciler.reconciler.cache_clear()
+    # When the schedule's event arrives
+    summary = reconciler.handler(
+        load("schedule-reconciler.json"), FakeLambdaContext(function_name="ReconcilerFunction")
+    )
+    # Then the run checked the window that ended the grace period before the event's time
+    assert summary["windowEnd"] == "2026-11-22T09:35:00.000Z"
+    assert (summary["checked"], summary["republished"]) == (0, 0)

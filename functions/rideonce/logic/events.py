@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 
 from rideonce.logic.identity import EVENT_ID_NAMESPACE, EventIdentity, event_identity
+from rideonce.logic.reconcile import commit_bucket
 from rideonce.logic.rides import Change
 from rideonce.models.events import EventMetadata, OutboxRecord, RideEvent
 
@@ -31,5 +32,7 @@ def outbox_record(change: Change, occurred_at: datetime, traceparent: str, reten
         ride_id=change.ride.ride_id,
         version=change.ride.version,
         expires_at=int((occurred_at + retention).timestamp()),
+        commit_bucket=commit_bucket(change.ride.ride_id, occurred_at),
+        committed_at=occurred_at,
         event=build_event(change, occurred_at, traceparent),
     )

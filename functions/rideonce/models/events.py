@@ -54,12 +54,18 @@ class OutboxRecord(CamelModel):
     ride_id: str
     version: Annotated[int, Field(ge=1)]
     expires_at: Annotated[int, Field(ge=0, description="Epoch seconds; the outbox table's TTL attribute.")]
+    commit_bucket: Annotated[
+        str, Field(description="Partition key of the CommitTime index: the commit's UTC hour and a shard.")
+    ]
+    committed_at: Annotated[Timestamp, Field(description="Sort key of the CommitTime index: the event's occurredAt.")]
     event: RideEvent
 
     @model_validator(mode="after")
     def _key_matches_event(self) -> Self:
         if (self.ride_id, self.version) != (self.event.data.ride_id, self.event.data.version):
             raise ValueError("the outbox key (rideId, version) must match the event it carries")
+        if self.committed_at != self.event.metadata.occurred_at:
+            raise ValueError("committedAt must be the event's metadata.occurredAt")
         return self
 
 
