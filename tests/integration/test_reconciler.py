@@ -10,6 +10,7 @@ import pytest
 
 from local.context import FakeLambdaContext
 from local.eventbridge import create_event_buses
+from local.pipe import EventPattern
 from local.template import Stack
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
@@ -20,10 +21,11 @@ from rideonce.services.reconciler import Reconciler
 from tests.support.consumer import T0, ConsumerHarness, envelope, lifecycle
 from tests.support.counting import RequestCounter, by_operation, counted_dynamodb_client
 
+# The template's defaults (ReconcileGraceMinutes, ReconcilePeriodMinutes); checked by the first test.
 GRACE = timedelta(minutes=15)
 PERIOD = timedelta(minutes=5)
 DAY = timedelta(days=1)
-"""The template's defaults (ReconcileGraceMinutes, ReconcilePeriodMinutes); checked by the first test."""
+RULES = ("RideEventsRule", "RideEventArchive", "QuarantineRule")
 
 
 @pytest.fixture
@@ -216,3 +218,23 @@ def test_a_run_reads_its_window_only_whatever_the_table_holds(stack: Stack, bus:
     assert (report.checked, report.republished) == (30, 0)
     assert by_operation(reads.take()) == {"Query": 4, "BatchGetItem": 1}
     assert puts.take() == []
+
+
+def test_republished_events_look_relayed_to_the_rules(stack: Stack) -> None:
+    # Given the Pipe target's static Source and DetailType, and the reconciler's
+    target = stack.properties("OutboxPipe")["TargetParameters"]["EventBridgeEventBusParameters"]
+    environment = stack.function_environment("ReconcilerFunction")
+    assert (environment["RELAY_EVENT_SOURCE"], environment["RELAY_DETAIL_TYPE"]) == (
+        target["Source"],
+        target["DetailType"],
+    )
+    # When a ride event goes out under them
+    republished = json.loads(envelope(lifecycle("ride-1")[3]))
+    republished |= {"source": target["Source"], "detail-type": target["DetailType"]}
+    # Then the consumer's rule and the archive take it, and the quarantine does not
+    patterns = {name: EventPattern(stack.properties(name)["EventPattern"]) for name in RULES}
+    assert {name: pattern.matches(republished) for name, pattern in patterns.items()} == {
+        "RideEventsRule": True,
+        "RideEventArchive": True,
+        "QuarantineRule": False,
+    }
