@@ -266,3 +266,39 @@ def test_a_crash_at_any_step_then_redelivery_charges_once(
     assert harness.deliver(envelope(events[3])) == []
     # Then
     assert_charged_once_and_complete(harness)
+
+
+def test_a_failed_visibility_change_never_fails_the_batch(
+    harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given SQS refusing every ChangeMessageVisibility
+    events = lifecycle("ride-1")
+
+    class Refused:
+        def retry_after(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+            raise RuntimeError("AccessDenied")
+
+    monkeypatch.setattr(consumer, "visibility", Refused)
+    # When a batch holds an early event beside events it can apply
+    early = envelope(events[2])
+    failed = harness.deliver(envelope(events[0]), early)
+    # Then only the early event fails (it waits the queue's own timeout); the rest took effect
+    assert failed == [early]
+    assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
+
+
+def test_an_early_event_asks_for_its_retry_in_seconds(
+    harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, str, int]] = []
+
+    class Recorded:
+        def retry_after(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+            asked.append((queue_arn, receipt_handle, seconds))
+
+    monkeypatch.setattr(consumer, "visibility", Recorded)
+    events = lifecycle("ride-1")
+    assert len(harness.deliver(envelope(events[3]))) == 1
+    ((queue_arn, receipt_handle, seconds),) = asked
+    assert queue_arn.endswith(":rideonce-local-RideEventsQueue")
+    assert (receipt_handle, seconds) == ("handle-0", 2)
