@@ -78,7 +78,7 @@ def compress_visibility(queue_arn: str, receipt_handles: set[str], time_scale: f
 
     That is the queue's timeout for a message that failed, or a shorter one the function itself set with
     ChangeMessageVisibility (an early event retried in seconds). It is done in moto's backend, in this
-    process, because the API takes whole seconds and 2 s scaled by 0.01 is 20 ms.
+    process, because the API takes whole seconds and 1 s scaled by 0.01 is 10 ms.
     """
     _, _, _, region, account, name = queue_arn.split(":")
     queue = sqs_backends[account][region].get_queue(name)

@@ -301,4 +301,4 @@ def test_an_early_event_asks_for_its_retry_in_seconds(
     assert len(harness.deliver(envelope(events[3]))) == 1
     ((queue_arn, receipt_handle, seconds),) = asked
     assert queue_arn.endswith(":rideonce-local-RideEventsQueue")
-    assert (receipt_handle, seconds) == ("handle-0", 2)
+    assert (receipt_handle, seconds) == ("handle-0", 1)

@@ -112,9 +112,9 @@ def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
     # When version 1 arrives meanwhile
     sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[0]))
     assert poller.poll() is not None
-    # Then version 2 is visible again after its first retry delay (2 s), long before the queue's 120 s
+    # Then version 2 is visible again after its first retry delay (1 s), long before the queue's 120 s
     assert poller.poll() is None, "the early event must stay invisible for a moment"
-    time.sleep(2.2)
+    time.sleep(1.5)
     again = poller.poll()
     assert again is not None
     assert (len(again.succeeded), len(again.failed)) == (1, 0)
@@ -124,7 +124,7 @@ def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
 def test_scaled_time_keeps_the_shortened_visibility_shorter_than_the_queue_timeout(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given time scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (2 s) 0.1 s
+    # Given time scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (1 s) 50 ms
     ConsumerHarness(stack, monkeypatch)
     sqs = boto3.client("sqs")
     urls = create_queues(sqs, stack)

@@ -30,21 +30,25 @@ class OutOfOrderError(RuntimeError):
     """The event's predecessor has not been applied yet; the message is retried soon (see `retry_delay`)."""
 
 
-FIRST_RETRY_SECONDS = 2
-RETRY_GROWTH = 4
+FIRST_RETRY_SECONDS = 1
+QUICK_RETRIES = 3
 RETRY_CAP_SECONDS = 120
 """The queue's visibility timeout: a shortened retry is never later than a plain one."""
 
 
 def retry_delay(receive_count: int) -> int:
-    """Seconds until an early event's next try, backing off with its receive count: 2, 8, 32, 120, 120 ...
+    """Seconds until an early event's next try, backing off with its receive count: 1, 2, 4, then 120.
 
     A predecessor late by seconds costs its successor seconds, not the queue's 120 s visibility timeout;
-    one late by up to 2 + 8 + 32 + 120 = 162 s still arrives before the successor's fifth and last try
-    (with maxReceiveCount 5), and a gap that never fills is parked in the DLQ after those five receives.
+    three quick tries, doubling, resolve a ride whose events all arrived reversed within seconds. The
+    fourth wait is the queue's timeout again, so a predecessor late by up to 1 + 2 + 4 + 120 = 127 s is
+    still applied before its successor's fifth and last try (with maxReceiveCount 5), and a gap that
+    never fills is parked in the DLQ after those five receives.
     """
-    exponent = max(receive_count, 1) - 1
-    return int(min(RETRY_CAP_SECONDS, FIRST_RETRY_SECONDS * RETRY_GROWTH**exponent))
+    count = max(receive_count, 1)
+    if count > QUICK_RETRIES:
+        return RETRY_CAP_SECONDS
+    return int(FIRST_RETRY_SECONDS * 2 ** (count - 1))
 
 
 def classify(event_version: int, applied_version: int) -> Verdict:
