@@ -25,7 +25,7 @@ from local.baselines import (
 from local.context import FakeLambdaContext
 from local.template import Stack
 from rideonce.dal.consumer import EffectStore
-from rideonce.logic.consumer import Verdict
+from rideonce.logic.consumer import OutOfOrderError, Verdict
 from rideonce.services.consumer import RideEventConsumer
 from tests.support.consumer import lifecycle
 from tests.support.counting import counted_dynamodb_client, describe
@@ -242,3 +242,15 @@ def test_request_counter_counts_only_its_own_client(stack: Stack) -> None:
     client.describe_table(TableName=stack.name_of("RiderAccountsTable"))
     assert counter.take() == ["ListTables", "DescribeTable"]
     assert counter.take() == []
+
+
+def test_an_early_event_costs_ours_one_request_too(stack: Stack) -> None:
+    # Given a ride none of whose events was applied yet, and a counted client
+    client, counter = counted_dynamodb_client()
+    design = ours(stack, client)
+    events = lifecycle("ride-early", rider_id="rider-early")
+    # When its third event arrives first
+    with pytest.raises(OutOfOrderError):
+        design.consumer.handle(events[2])
+    # Then the cancelled transaction alone told it was early
+    assert counter.take() == ["TransactWriteItems"]
