@@ -20,7 +20,8 @@ A run, for one seed (local/faults.py decides every fault from it):
 
 The consumer's queue is emulated here, not moto's: with `lambda_sqs.SqsPoller`'s semantics (batches of
 BatchSize, partial batch responses, a failed or crashed invocation leaves its messages, the visibility
-timeout, the DLQ after maxReceiveCount, as moto moves them: at receive time), but in simulated time, so a
+timeout or the shorter one the function sets with ChangeMessageVisibility for an early event, the DLQ after
+maxReceiveCount, as moto moves them: at receive time), but in simulated time, so a
 120 s visibility timeout or a six-hour wait costs nothing and every design sees the same deliveries in the
 same order. Faults never fire on one of a message's last two receives before the DLQ: at 30% per hop a
 healthy message would otherwise park by bad luck alone, which says nothing about a design. A message parks
