@@ -11,7 +11,7 @@ redelivery that SQS is guaranteed to make applies the effect again: the rider is
 Every step is its own method, so a chaos harness can wrap any of them (on the instance or the class)
 to inject a crash between two requests, the same way for all three designs:
 
-- ours: `EffectStore.applied_version` (read) and `EffectStore.apply` (the one transaction);
+- ours: `EffectStore.apply`, the one transaction that checks, applies and records;
 - `CheckThenWriteConsumer`: `_read_key`, `_apply_effects` (`_put_projection`, `_charge`), `_record_key`;
 - `PowertoolsIdempotencyConsumer`: `persistence.save_inprogress` (the lock), `_apply_effects`
   (`_put_projection`, `_charge`), `persistence.save_success` (COMPLETED).

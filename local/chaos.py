@@ -20,7 +20,8 @@ A run, for one seed (local/faults.py decides every fault from it):
 
 The consumer's queue is emulated here, not moto's: with `lambda_sqs.SqsPoller`'s semantics (batches of
 BatchSize, partial batch responses, a failed or crashed invocation leaves its messages, the visibility
-timeout, the DLQ after maxReceiveCount, as moto moves them: at receive time), but in simulated time, so a
+timeout or the shorter one the function sets with ChangeMessageVisibility for an early event, the DLQ after
+maxReceiveCount, as moto moves them: at receive time), but in simulated time, so a
 120 s visibility timeout or a six-hour wait costs nothing and every design sees the same deliveries in the
 same order. Faults never fire on one of a message's last two receives before the DLQ: at 30% per hop a
 healthy message would otherwise park by bad luck alone, which says nothing about a design. A message parks
@@ -108,6 +109,7 @@ from local.traffic import Ledger, RideTraffic
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.dynamo import from_item
 from rideonce.dal.idempotency import IdempotencyStore
+from rideonce.dal.queue import MessageVisibility
 from rideonce.dal.rides import RideStore
 from rideonce.logic import events as ride_events
 from rideonce.logic import rides as ride_logic
@@ -762,6 +764,15 @@ class SimQueue:
     def delete(self, message: SimMessage) -> None:
         self._messages.pop(message.message_id, None)
 
+    def change_visibility(self, receipt_handle: str, seconds: float) -> None:
+        """ChangeMessageVisibility: visible again `seconds` from now. Only the newest receipt handle counts."""
+        message_id, _, count = receipt_handle.rpartition("#")
+        message = self._messages.get(message_id)
+        if message is None or str(message.receive_count) != count:
+            raise ValueError(f"ReceiptHandleIsInvalid: {receipt_handle}")
+        message.visible_at = self._clock.now() + seconds
+        self._push(message)
+
     def next_visible_at(self) -> float | None:
         while self._heap:
             visible_at, token, message_id = self._heap[0]
@@ -777,6 +788,11 @@ class SimQueue:
         self._messages.clear()
         self._heap.clear()
         return messages
+
+    def visible_count(self) -> int:
+        """Messages a receive could return now."""
+        now = self._clock.now()
+        return sum(1 for message in self._messages.values() if message.visible_at <= now)
 
     def messages(self) -> list[SimMessage]:
         return sorted(self._messages.values(), key=lambda message: message.token)
@@ -797,6 +813,37 @@ class SimQueue:
         self._order += 1
         message.token = self._order
         heapq.heappush(self._heap, (message.visible_at, self._order, message.message_id))
+
+
+def lambda_record(message: SimMessage, queue_arn: str) -> dict[str, Any]:
+    """The SQS record Lambda builds for a simulated message (as `lambda_sqs.SqsPoller._record`)."""
+    return {
+        "messageId": message.message_id,
+        "receiptHandle": f"{message.message_id}#{message.receive_count}",
+        "body": message.body,
+        "attributes": {
+            "ApproximateReceiveCount": str(message.receive_count),
+            "SentTimestamp": str(int(message.sent_at * 1000)),
+            "SenderId": "AIDAEVENTBRIDGE",
+            "ApproximateFirstReceiveTimestamp": str(int((message.first_received_at or message.sent_at) * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+class SimSqs:
+    """The one SQS call the consumer function makes, ChangeMessageVisibility, served by a `SimQueue`."""
+
+    def __init__(self, queue: SimQueue) -> None:
+        self._queue = queue
+
+    def change_message_visibility(self, *, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int) -> dict[str, Any]:
+        self._queue.change_visibility(ReceiptHandle, VisibilityTimeout)
+        return {}
 
 
 @contextmanager
@@ -939,7 +986,8 @@ class ConsumerRun:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """The handler module's `consumer()` returns the design; parsing and the record handler get crash points."""
+        """The handler module's `consumer()` returns the design and its `visibility()` acts on the simulated
+        queue; parsing and the record handler get crash points."""
         parse = self._module.parse_message
         record_handler = self._module.record_handler
         context, plan = self._context, self._plan
@@ -957,8 +1005,12 @@ class ConsumerRun:
         def consumer() -> RecordConsumer:
             return self.design.primary
 
+        def visibility() -> MessageVisibility:
+            return MessageVisibility(cast("SQSClient", SimSqs(self.queue)))
+
         with ExitStack() as patches:
             patches.enter_context(mock.patch.object(self._module, "consumer", consumer))
+            patches.enter_context(mock.patch.object(self._module, "visibility", visibility))
             patches.enter_context(mock.patch.object(self._module, "parse_message", parse_message))
             patches.enter_context(mock.patch.object(self._module, "record_handler", handle_record))
             yield
@@ -1125,23 +1177,7 @@ class ConsumerRun:
         return failed_ids(response, ids, self._mapping.report_batch_item_failures)
 
     def _record(self, message: SimMessage) -> dict[str, Any]:
-        """The SQS record Lambda builds (as `lambda_sqs.SqsPoller._record`)."""
-        return {
-            "messageId": message.message_id,
-            "receiptHandle": f"{message.message_id}#{message.receive_count}",
-            "body": message.body,
-            "attributes": {
-                "ApproximateReceiveCount": str(message.receive_count),
-                "SentTimestamp": str(int(message.sent_at * 1000)),
-                "SenderId": "AIDAEVENTBRIDGE",
-                "ApproximateFirstReceiveTimestamp": str(int((message.first_received_at or message.sent_at) * 1000)),
-            },
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self._mapping.queue_arn,
-            "awsRegion": REGION,
-        }
+        return lambda_record(message, self._mapping.queue_arn)
 
 
 @dataclass
@@ -1380,7 +1416,7 @@ def run(
     started = time.perf_counter()
     close_moto_gaps()
     local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
-    quiet = _quiet_handlers()
+    quiet = quiet_handlers()
     try:
         (mapping,) = [m for m in sqs_mappings(local.stack) if m.function_logical_id == "ConsumerFunction"]
         rates = FaultRates.uniform(rate, mapping.batch_size)
@@ -1457,7 +1493,7 @@ def _design_in_own_stack(name: str, upstream: Upstream, seed: int, rates: FaultR
     """A design in a worker process: a fresh local stack, the same capture and the same schedule."""
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
-    quiet = _quiet_handlers()
+    quiet = quiet_handlers()
     try:
         return run_design(name, local, upstream, FaultPlan(seed, rates), Transport(in_process))
     finally:
@@ -1465,7 +1501,7 @@ def _design_in_own_stack(name: str, upstream: Upstream, seed: int, rates: FaultR
         local.stop()
 
 
-def _quiet_handlers() -> Callable[[], None]:
+def quiet_handlers() -> Callable[[], None]:
     """What the handlers log and print goes nowhere during a run; returns the function that undoes it.
 
     Poison alone logs an error per receive, and Powertools prints a metric set every 100 values even with

@@ -41,7 +41,7 @@ from local.functions import LocalFunction
 from local.pipe import PipeRunner
 from local.template import Stack
 from local.traffic import ApiCaller, ApiResponse
-from rideonce.dal.consumer import ApplyResult, EffectStore
+from rideonce.dal.consumer import Applied, ApplyResult, EffectStore
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.logic import idempotency, rides
@@ -119,7 +119,7 @@ FAULTS: dict[Fault, FaultSpec] = {
     Fault.CONCURRENT_CONSUMERS: FaultSpec(Hop.QUEUE_TO_CONSUMER, "two consumers handle the same message at once"),
     Fault.CRASH_AFTER_PARSE: FaultSpec(Hop.QUEUE_TO_CONSUMER, "the consumer dies after parsing the message"),
     Fault.CRASH_AFTER_READ: FaultSpec(
-        Hop.QUEUE_TO_CONSUMER, "the consumer dies after its check (applied version, processed key, Powertools lock)"
+        Hop.QUEUE_TO_CONSUMER, "the consumer dies after its check (its one transaction, processed key, Powertools lock)"
     ),
     Fault.CRASH_MID_EFFECT: FaultSpec(
         Hop.QUEUE_TO_CONSUMER, "the consumer dies between two effect writes (none in a one-transaction design)"
@@ -730,26 +730,35 @@ def gated[T](context: ConsumerContext, stage: str, step: Callable[..., T]) -> Ca
 
 
 def instrument_rideonce(store: EffectStore, plan: FaultPlan, context: ConsumerContext, log: EffectLog) -> None:
-    """Our consumer's steps: read the applied version, then one transaction (effect and record together).
+    """Our consumer's one step: one transaction that checks, applies and records together.
 
-    The crash after the effect and the crash after the record are one point here, since one transaction
-    writes both; both decisions are still made there, so this design meets the same schedule.
+    Its check is that transaction, so the crash after the check follows it on every delivery, as the
+    other designs' crash after their read does; the crash after the effect and the crash after the record
+    are one point here, decided only when the transaction applied (as theirs, after a first application).
+    So this design meets the same schedule.
     """
     apply = store.apply
 
-    def recorded_apply(event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> ApplyResult:
-        result = apply(event, key, charge, now)
-        if result is ApplyResult.APPLIED:
+    def recorded_apply(event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> Applied:
+        applied = apply(event, key, charge, now)
+        if applied.result is ApplyResult.APPLIED:
             log.projection(event)
             if charge is not None:
                 log.charge(event, charge.amount)
-        return result
+        return applied
 
-    after_effect = crash_after(plan, context, Fault.CRASH_AFTER_EFFECT, recorded_apply)
-    apply_then_crash = crash_after(plan, context, Fault.CRASH_AFTER_RECORD, after_effect)
-    _replace(store, "apply", gated(context, Turnstile.WRITE, apply_then_crash))
-    read = crash_after(plan, context, Fault.CRASH_AFTER_READ, store.applied_version)
-    _replace(store, "applied_version", gated(context, Turnstile.READ, read))
+    def apply_then_maybe_crash(event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> Applied:
+        applied = recorded_apply(event, key, charge, now)
+        if context.faults_allowed:
+            crashes = [Fault.CRASH_AFTER_READ]
+            if applied.result is ApplyResult.APPLIED:
+                crashes += [Fault.CRASH_AFTER_EFFECT, Fault.CRASH_AFTER_RECORD]
+            for fault in crashes:
+                if plan.occurs(fault, context.key()):
+                    raise Crash(fault, context.key())
+        return applied
+
+    _replace(store, "apply", gated(context, Turnstile.WRITE, apply_then_maybe_crash))
 
 
 def _record_effects(

@@ -111,7 +111,7 @@ def test_an_expired_key_counts_as_absent(harness: ConsumerHarness, stack: Stack)
     # When the event is applied
     fresh = stale.model_copy(update={"expires_at": now + 3_600, "processed_at": datetime.now(UTC)})
     # Then the expired key does not block it, and is replaced
-    assert store.apply(event, fresh, None, now) is ApplyResult.APPLIED
+    assert store.apply(event, fresh, None, now).result is ApplyResult.APPLIED
     assert harness.processed_keys() == {event.metadata.idempotency_key: now + 3_600}
     assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
 
@@ -149,19 +149,17 @@ def test_a_poison_message_fails_alone(harness: ConsumerHarness) -> None:
 def test_two_consumers_with_the_same_message_at_once_charge_once(
     harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a ride ready to complete, and two consumers that both read before either writes
+    # Given a ride ready to complete, and two consumers that both reach their write before either makes it
     events = lifecycle("ride-1")
     harness.deliver(*(envelope(event) for event in events[:3]))
-    both_read = threading.Barrier(2)
-    real_read = EffectStore.applied_version
+    both_ready = threading.Barrier(2)
+    real_apply = EffectStore.apply
 
-    def read_then_wait(self: EffectStore, ride_id: str) -> int:
-        version = real_read(self, ride_id)
-        if version == 3:
-            both_read.wait(timeout=5)
-        return version
+    def wait_then_apply(self: EffectStore, *args: Any) -> Any:
+        both_ready.wait(timeout=5)
+        return real_apply(self, *args)
 
-    monkeypatch.setattr(EffectStore, "applied_version", read_then_wait)
+    monkeypatch.setattr(EffectStore, "apply", wait_then_apply)
     body = envelope(events[3])
     results: list[list[str]] = []
     # When both process the same message
@@ -173,6 +171,37 @@ def test_two_consumers_with_the_same_message_at_once_charge_once(
     # Then neither fails and the rider is charged once
     assert results == [[], []]
     assert_charged_once_and_complete(harness)
+
+
+def test_an_early_event_is_told_from_a_duplicate_by_the_cancelled_transaction(harness: ConsumerHarness) -> None:
+    # Given version 1 applied
+    events = lifecycle("ride-1")
+    harness.deliver(envelope(events[0]))
+    store = consumer.consumer()._store
+    now = int(time.time())
+
+    def key_for(index: int) -> ProcessedKey:
+        event = events[index]
+        return ProcessedKey(
+            idempotency_key=event.metadata.idempotency_key,
+            ride_id="ride-1",
+            version=event.data.version,
+            event_type=event.metadata.event_type,
+            processed_at=datetime.now(UTC),
+            expires_at=now + 3_600,
+        )
+
+    # When version 3 comes before version 2, then version 1 again with its key gone (expired and deleted)
+    early = store.apply(events[2], key_for(2), None, now)
+    harness.ddb.delete_item(
+        TableName=harness.stack.name_of("ProcessedKeysTable"),
+        Key={"idempotencyKey": {"S": events[0].metadata.idempotency_key}},
+    )
+    replayed = store.apply(events[0], key_for(0), None, now)
+    # Then each cancellation carries the projection's version, which tells an early event from an applied one
+    assert (early.result, early.projection_version) == (ApplyResult.PROJECTION_ELSEWHERE, 1)
+    assert (replayed.result, replayed.projection_version) == (ApplyResult.PROJECTION_ELSEWHERE, 1)
+    assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
 
 
 class Crash(BaseException):
@@ -191,6 +220,17 @@ def crash_after(target: Any, name: str, when: Callable[..., bool]) -> Callable[.
     return wrapper
 
 
+def crash_before(target: Any, name: str, when: Callable[..., bool]) -> Callable[..., Any]:
+    real = getattr(target, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if when(*args, **kwargs):
+            raise Crash(f"crashed before {name}")
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
 def is_completion(*args: Any, **_: Any) -> bool:
     return any(getattr(getattr(arg, "metadata", None), "version", None) == 4 for arg in args) or any(
         isinstance(arg, str) and '"RideCompleted"' in arg for arg in args
@@ -201,11 +241,7 @@ CRASH_POINTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "after-parse": lambda mp: mp.setattr(
         consumer, "parse_message", crash_after(consumer_logic, "parse_message", is_completion)
     ),
-    "after-read": lambda mp: mp.setattr(
-        EffectStore,
-        "applied_version",
-        crash_after(EffectStore, "applied_version", lambda _self, _ride, *rest: getattr(_self, "_armed", False)),
-    ),
+    "before-commit": lambda mp: mp.setattr(EffectStore, "apply", crash_before(EffectStore, "apply", is_completion)),
     "after-commit": lambda mp: mp.setattr(EffectStore, "apply", crash_after(EffectStore, "apply", is_completion)),
     "after-handler": lambda mp: mp.setattr(
         consumer,
@@ -224,11 +260,45 @@ def test_a_crash_at_any_step_then_redelivery_charges_once(
     harness.deliver(*(envelope(event) for event in events[:3]))
     with monkeypatch.context() as patch:
         CRASH_POINTS[point](patch)
-        if point == "after-read":
-            patch.setattr(consumer.consumer()._store, "_armed", True, raising=False)
         with pytest.raises(Crash):
             harness.deliver(envelope(events[3]))
     # When SQS redelivers the message (nothing was deleted) to a healthy consumer
     assert harness.deliver(envelope(events[3])) == []
     # Then
     assert_charged_once_and_complete(harness)
+
+
+def test_a_failed_visibility_change_never_fails_the_batch(
+    harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given SQS refusing every ChangeMessageVisibility
+    events = lifecycle("ride-1")
+
+    class Refused:
+        def retry_after(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+            raise RuntimeError("AccessDenied")
+
+    monkeypatch.setattr(consumer, "visibility", Refused)
+    # When a batch holds an early event beside events it can apply
+    early = envelope(events[2])
+    failed = harness.deliver(envelope(events[0]), early)
+    # Then only the early event fails (it waits the queue's own timeout); the rest took effect
+    assert failed == [early]
+    assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
+
+
+def test_an_early_event_asks_for_its_retry_in_seconds(
+    harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, str, int]] = []
+
+    class Recorded:
+        def retry_after(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+            asked.append((queue_arn, receipt_handle, seconds))
+
+    monkeypatch.setattr(consumer, "visibility", Recorded)
+    events = lifecycle("ride-1")
+    assert len(harness.deliver(envelope(events[3]))) == 1
+    ((queue_arn, receipt_handle, seconds),) = asked
+    assert queue_arn.endswith(":rideonce-local-RideEventsQueue")
+    assert (receipt_handle, seconds) == ("handle-0", 1)

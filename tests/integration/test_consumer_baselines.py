@@ -25,10 +25,10 @@ from local.baselines import (
 from local.context import FakeLambdaContext
 from local.template import Stack
 from rideonce.dal.consumer import EffectStore
-from rideonce.logic.consumer import Verdict
+from rideonce.logic.consumer import OutOfOrderError, Verdict
 from rideonce.services.consumer import RideEventConsumer
 from tests.support.consumer import lifecycle
-from tests.support.counting import by_operation, counted_dynamodb_client, describe
+from tests.support.counting import counted_dynamodb_client, describe
 
 FARE = Decimal("23.50")
 IDEMPOTENCY_TABLE = "rideonce-local-PowertoolsIdempotencyTable"
@@ -222,10 +222,11 @@ def test_dynamodb_requests_per_new_event_and_per_duplicate(stack: Stack) -> None
             for name, steps in measured.items()
         ],
     )
-    # Ours: one strongly consistent read of the projection's version, then one transaction; a duplicate is the read.
-    assert by_operation(measured["ours"]["new v1"]) == {"GetItem": 1, "TransactWriteItems": 1}
-    assert by_operation(measured["ours"]["new v4"]) == {"GetItem": 1, "TransactWriteItems": 1}
-    assert by_operation(measured["ours"]["duplicate v4"]) == {"GetItem": 1}
+    # Ours: one transaction, whatever the event; a duplicate is that transaction, cancelled.
+    assert measured["ours"]["new v1"] == ["TransactWriteItems"]
+    assert measured["ours"]["new v4"] == ["TransactWriteItems"]
+    assert measured["ours"]["duplicate v4"] == ["TransactWriteItems"]
+    assert measured["ours"]["duplicate v1"] == ["TransactWriteItems"]
     # The baselines, as observed: their extra requests are the separate writes that leave the gap.
     assert measured["check-then-write"]["new v4"] == ["GetItem", "PutItem", "UpdateItem", "PutItem"]
     assert measured["check-then-write"]["duplicate v4"] == ["GetItem"]
@@ -241,3 +242,15 @@ def test_request_counter_counts_only_its_own_client(stack: Stack) -> None:
     client.describe_table(TableName=stack.name_of("RiderAccountsTable"))
     assert counter.take() == ["ListTables", "DescribeTable"]
     assert counter.take() == []
+
+
+def test_an_early_event_costs_ours_one_request_too(stack: Stack) -> None:
+    # Given a ride none of whose events was applied yet, and a counted client
+    client, counter = counted_dynamodb_client()
+    design = ours(stack, client)
+    events = lifecycle("ride-early", rider_id="rider-early")
+    # When its third event arrives first
+    with pytest.raises(OutOfOrderError):
+        design.consumer.handle(events[2])
+    # Then the cancelled transaction alone told it was early
+    assert counter.take() == ["TransactWriteItems"]

@@ -1,6 +1,7 @@
 """The consumer behind its queue: partial batch responses, retries and the DLQ, as the template sets them."""
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -91,3 +92,54 @@ def test_a_gap_that_never_fills_ends_in_the_dlq(
     assert batches == int(redrive_policy(stack)["maxReceiveCount"])
     assert dlq_bodies(stack) == [orphan]
     assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
+
+
+def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a mapping in real time, and version 2 of a ride whose version 1 has not arrived
+    ConsumerHarness(stack, monkeypatch)
+    sqs = boto3.client("sqs")
+    urls = create_queues(sqs, stack)
+    (mapping,) = sqs_mappings(stack)
+    consumer = functions(stack)[mapping.function_logical_id]
+    poller = SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=1.0)
+    events = lifecycle("ride-1")
+    sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[1]))
+    first = poller.poll()
+    assert first is not None
+    assert len(first.failed) == 1
+    # When version 1 arrives meanwhile
+    sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[0]))
+    assert poller.poll() is not None
+    # Then version 2 is visible again after its first retry delay (1 s), long before the queue's 120 s
+    assert poller.poll() is None, "the early event must stay invisible for a moment"
+    time.sleep(1.5)
+    again = poller.poll()
+    assert again is not None
+    assert (len(again.succeeded), len(again.failed)) == (1, 0)
+    assert ConsumerHarness(stack, monkeypatch).projection("ride-1") == {"version": 2, "status": "ACCEPTED"}
+
+
+def test_scaled_time_keeps_the_shortened_visibility_shorter_than_the_queue_timeout(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given time scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (1 s) 50 ms
+    ConsumerHarness(stack, monkeypatch)
+    sqs = boto3.client("sqs")
+    urls = create_queues(sqs, stack)
+    (mapping,) = sqs_mappings(stack)
+    consumer = functions(stack)[mapping.function_logical_id]
+    poller = SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=0.05)
+    poison = json.dumps({"detail-type": "RideCompleted", "source": "rideonce.rides", "detail": {"oops": True}})
+    early = envelope(lifecycle("ride-1")[2])
+    for body in (poison, early):
+        sqs.send_message(QueueUrl=poller.queue_url, MessageBody=body)
+    first = poller.poll()
+    assert first is not None
+    assert len(first.failed) == 2
+    # When a moment passes
+    time.sleep(0.6)
+    # Then only the early event is back; the poison message still waits the (scaled) queue timeout
+    messages = sqs.receive_message(QueueUrl=poller.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [message["Body"] for message in messages] == [early]

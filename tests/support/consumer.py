@@ -85,6 +85,7 @@ class ConsumerHarness:
         for name, value in stack.function_environment("ConsumerFunction").items():
             monkeypatch.setenv(name, value)
         consumer.consumer.cache_clear()
+        consumer.visibility.cache_clear()
         self.stack = stack
         self.ddb = boto3.client("dynamodb")
 

@@ -1,9 +1,19 @@
 """The consumer's tables: processed keys (TTL), the ride projection and rider accounts.
 
 The processed-key record, the projection write and the charge are one TransactWriteItems, so an
-event's effects and the proof that it was applied commit together or not at all.
+event's effects and the proof that it was applied commit together or not at all. That one request is
+also the consumer's only one: when it is cancelled, its reasons say why (a live key, or the projection
+at another version, returned with `ReturnValuesOnConditionCheckFailure=ALL_OLD`), so nothing is read first.
+
+- TransactWriteItems, CancellationReasons in item order, ReturnValuesOnConditionCheckFailure:
+  https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+- the Put action's ReturnValuesOnConditionCheckFailure (NONE | ALL_OLD):
+  https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Put.html
+- a transaction that meets another one on an item is cancelled with TransactionConflict:
+  https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling
 """
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -23,8 +33,19 @@ class ApplyResult(StrEnum):
     APPLIED = "applied"
     KEY_EXISTS = "key-exists"
     """A live processed-key record exists: this event already took effect."""
-    PROJECTION_MOVED = "projection-moved"
-    """The projection is no longer at the predecessor's version: another consumer got there first."""
+    PROJECTION_ELSEWHERE = "projection-elsewhere"
+    """The projection is not at the predecessor's version; `Applied.projection_version` says where it is."""
+    CONFLICT = "conflict"
+    """Another transaction was writing one of the items at the same moment; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one transaction did, and when it was cancelled, what it found instead."""
+
+    result: ApplyResult
+    projection_version: int | None = None
+    """With PROJECTION_ELSEWHERE: the projection's version when the transaction was evaluated (0: no item)."""
 
 
 class EffectStore:
@@ -36,19 +57,12 @@ class EffectStore:
         self._projection = projection_table
         self._accounts = accounts_table
 
-    def applied_version(self, ride_id: str) -> int:
-        """The last version of the ride applied to the projection (0: none yet). Strongly consistent."""
-        item = self._client.get_item(
-            TableName=self._projection,
-            Key={"rideId": {"S": ride_id}},
-            ProjectionExpression="#version",
-            ExpressionAttributeNames={"#version": "version"},
-            ConsistentRead=True,
-        ).get("Item")
-        return int(item["version"]["N"]) if item else 0
+    def apply(self, event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> Applied:
+        """Record the key, advance the projection by exactly one version and charge, atomically: one request.
 
-    def apply(self, event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> ApplyResult:
-        """Record the key, advance the projection by exactly one version and charge, atomically."""
+        Cancelled, it says why: the key is live (a duplicate), or the projection stands at another version,
+        read from the cancellation reason's old item, as strongly consistent as the condition that failed.
+        """
         version = event.data.version
         projection_condition: dict[str, object] = (
             {"ConditionExpression": "attribute_not_exists(rideId)"}
@@ -69,7 +83,15 @@ class EffectStore:
                     "ExpressionAttributeValues": {":now": to_value(now)},
                 }
             },
-            {"Put": {"TableName": self._projection, "Item": to_item(event.data), **projection_condition}},  # type: ignore[typeddict-item]
+            {
+                "Put": {
+                    "TableName": self._projection,
+                    "Item": to_item(event.data),
+                    **projection_condition,  # type: ignore[typeddict-item]
+                    # The item as it stood when the condition failed: its version classifies the event.
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
         ]
         if charge is not None:
             items.append(
@@ -93,10 +115,15 @@ class EffectStore:
         except ClientError as error:
             if error_code(error) != "TransactionCanceledException":
                 raise
-            reasons = [reason.get("Code", "None") for reason in error.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return ApplyResult.KEY_EXISTS
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return ApplyResult.PROJECTION_MOVED
+            reasons = error.response.get("CancellationReasons", [])
+            codes = [reason.get("Code", "None") for reason in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return Applied(ApplyResult.KEY_EXISTS)
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                old = reasons[1].get("Item", {})
+                version_value = old.get("version", {}).get("N")  # type: ignore[attr-defined]
+                return Applied(ApplyResult.PROJECTION_ELSEWHERE, int(version_value) if version_value else 0)
+            if "TransactionConflict" in codes:
+                return Applied(ApplyResult.CONFLICT)
             raise
-        return ApplyResult.APPLIED
+        return Applied(ApplyResult.APPLIED)

@@ -1,7 +1,8 @@
 """SQS consumer of ride events: Powertools batch processing with partial batch responses.
 
 Each record is applied, dropped as a duplicate, or reported failed (early or poison) so SQS retries
-it alone after its visibility timeout and parks it in the DLQ after maxReceiveCount receives.
+it alone and parks it in the DLQ after maxReceiveCount receives. An early event comes back within
+seconds (its visibility shortened, backing off with its receive count), not after the queue's timeout.
 """
 
 from functools import cache
@@ -15,7 +16,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from rideonce.dal.consumer import EffectStore
-from rideonce.logic.consumer import OutOfOrderError, PoisonMessageError, Verdict, arrival_order, parse_message
+from rideonce.dal.queue import MessageVisibility
+from rideonce.logic.consumer import (
+    OutOfOrderError,
+    PoisonMessageError,
+    Verdict,
+    arrival_order,
+    parse_message,
+    retry_delay,
+)
 from rideonce.observability import logger, metrics
 from rideonce.services.consumer import RideEventConsumer
 from rideonce.settings import ConsumerSettings
@@ -39,6 +48,20 @@ def consumer() -> RideEventConsumer:
     return RideEventConsumer(store, settings.processed_key_ttl_seconds)
 
 
+@cache
+def visibility() -> MessageVisibility:
+    """Built on the first early event, like `consumer()`: a batch without one never creates an SQS client."""
+    return MessageVisibility(boto3.client("sqs"))
+
+
+def retry_soon(record: SQSRecord, seconds: int) -> None:
+    """Shorten the record's visibility; a failure is logged and never fails the batch (the queue's timeout applies)."""
+    try:
+        visibility().retry_after(record.event_source_arn, record.receipt_handle, seconds)
+    except Exception as error:  # any failure here only costs the event its early retry
+        logger.warning("visibility not shortened", extra={"messageId": record.message_id, "reason": repr(error)})
+
+
 def record_handler(record: SQSRecord) -> Verdict:
     try:
         event = parse_message(record.body)
@@ -52,7 +75,9 @@ def record_handler(record: SQSRecord) -> Verdict:
         verdict = consumer().handle(event)
     except OutOfOrderError as error:
         metrics.add_metric(name="DeferredOutOfOrder", unit=MetricUnit.Count, value=1)
-        logger.info("deferred: out of order", extra={**fields, "reason": str(error)})
+        delay = retry_delay(int(record.attributes.approximate_receive_count or 0))
+        logger.info("deferred: out of order", extra={**fields, "reason": str(error), "retryInSeconds": delay})
+        retry_soon(record, delay)
         raise
     metrics.add_metric(name=_METRIC[verdict], unit=MetricUnit.Count, value=1)
     logger.info("applied" if verdict is Verdict.APPLY else "duplicate dropped", extra=fields)

@@ -1,8 +1,10 @@
-"""Apply one ride event exactly once, in its ride's version order.
+"""Apply one ride event exactly once, in its ride's version order, in one request.
 
-Steps: read the projection's version (1 GetItem); decide (pure); apply everything in one
-TransactWriteItems. A crash before the transaction leaves nothing behind; a crash after it leaves
-the processed key and the advanced projection, so the redelivered message is dropped as a duplicate.
+Steps: build the processed-key record; apply everything in one TransactWriteItems (the record, the
+projection conditioned on the predecessor's version, the charge); when DynamoDB cancels it, classify
+the event from what the cancellation says (pure). A crash before the transaction leaves nothing
+behind; a crash after it leaves the processed key and the advanced projection, so the redelivered
+message is dropped as a duplicate, by that same one request.
 """
 
 from collections.abc import Callable
@@ -23,9 +25,6 @@ class RideEventConsumer:
 
     def handle(self, event: RideEvent) -> Verdict:
         """APPLY when this call took effect, DUPLICATE when an earlier delivery had; raises when early."""
-        verdict = self._decide(event)
-        if verdict is not Verdict.APPLY:
-            return verdict
         now = self._clock()
         epoch = int(now.timestamp())
         key = ProcessedKey(
@@ -36,22 +35,19 @@ class RideEventConsumer:
             processed_at=now,
             expires_at=epoch + self._key_ttl_seconds,
         )
-        result = self._store.apply(event, key, charge_for(event), epoch)
-        if result is ApplyResult.APPLIED:
+        applied = self._store.apply(event, key, charge_for(event), epoch)
+        if applied.result is ApplyResult.APPLIED:
             return Verdict.APPLY
-        if result is ApplyResult.KEY_EXISTS:
+        if applied.result is ApplyResult.KEY_EXISTS:
             return Verdict.DUPLICATE
-        # Another consumer moved the projection between our read and our write: look again.
-        verdict = self._decide(event)
-        if verdict is Verdict.APPLY:
-            raise OutOfOrderError(f"{event.metadata.idempotency_key}: projection changed under us; retrying")
-        return verdict
-
-    def _decide(self, event: RideEvent) -> Verdict:
-        applied = self._store.applied_version(event.data.ride_id)
-        verdict = classify(event.metadata.version, applied)
-        if verdict is Verdict.EARLY:
-            raise OutOfOrderError(
-                f"{event.metadata.idempotency_key} arrived before version {applied + 1} of its ride was applied"
-            )
-        return verdict
+        if applied.result is ApplyResult.CONFLICT:
+            raise OutOfOrderError(f"{event.metadata.idempotency_key}: another transaction held its items; retrying")
+        current = applied.projection_version or 0
+        verdict = classify(event.metadata.version, current)
+        if verdict is Verdict.DUPLICATE:
+            # At or below the projection: applied before, even if its key has expired since (a late replay).
+            return verdict
+        # EARLY; APPLY cannot come back from a failed condition "still at version n - 1", so it is early too.
+        raise OutOfOrderError(
+            f"{event.metadata.idempotency_key} arrived before version {current + 1} of its ride was applied"
+        )
