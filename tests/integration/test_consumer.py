@@ -16,6 +16,7 @@ from rideonce.handlers import consumer
 from rideonce.logic import consumer as consumer_logic
 from rideonce.models.consumer import ProcessedKey
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
+from tests.support.metrics import metrics_emitted
 
 FARE = Decimal("23.50")
 
@@ -37,6 +38,24 @@ def test_a_ride_lifecycle_in_order_charges_once_and_projects_the_last_version(ha
     assert failed == []
     assert_charged_once_and_complete(harness)
     assert set(harness.processed_keys()) == {f"ride#ride-1#v{version}" for version in (1, 2, 3, 4)}
+
+
+def test_each_applied_event_reports_its_lag_from_the_commit_and_a_duplicate_none(
+    harness: ConsumerHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an event committed a known time ago
+    event = lifecycle("ride-1")[0]
+    committed_ago = (datetime.now(UTC) - event.metadata.occurred_at).total_seconds() * 1000
+    # When it is applied, then delivered again
+    harness.deliver(envelope(event))
+    applied = metrics_emitted(capsys.readouterr().out)
+    harness.deliver(envelope(event))
+    duplicate = metrics_emitted(capsys.readouterr().out)
+    # Then the applied delivery reported the lag from the API's commit, the duplicate reported none
+    (lag,) = applied["ConsumerLagMilliseconds"]
+    assert committed_ago <= lag <= committed_ago + 60_000
+    assert "ConsumerLagMilliseconds" not in duplicate
+    assert duplicate["DuplicatesDropped"] == [1.0]
 
 
 def test_processed_keys_expire_after_the_template_ttl(harness: ConsumerHarness, stack: Stack) -> None:

@@ -28,6 +28,7 @@ from rideonce.models.events import RecordRejected, RideEvent
 from rideonce.models.requests import CreateRideRequest
 from rideonce.models.ride import Money
 from rideonce.observability import logger
+from tests.support.metrics import metrics_emitted
 
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/rideonce-OutboxTable-X/stream/2026-11-01T00:00:00.000"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -264,18 +265,6 @@ def ttl_removal(record: dict[str, Any]) -> dict[str, Any]:
 def modification(record: dict[str, Any]) -> dict[str, Any]:
     """The MODIFY record of a re-written outbox item (its NewImage is the item as re-written)."""
     return copy.deepcopy(record) | {"eventName": "MODIFY", "eventID": record["eventID"] + "-rewrite"}
-
-
-def metrics_emitted(output: str) -> dict[str, Any]:
-    """The CloudWatch embedded-format metrics the handler printed, by name."""
-    values: dict[str, Any] = {}
-    for line in output.splitlines():
-        if '"_aws"' in line:
-            blob = json.loads(line)
-            for directive in blob["_aws"]["CloudWatchMetrics"]:
-                for metric in directive["Metrics"]:
-                    values[metric["Name"]] = blob[metric["Name"]]
-    return values
 
 
 def test_modify_and_remove_records_are_skipped_counted_and_never_quarantined(

@@ -27,6 +27,7 @@ from rideonce.logic.consumer import (
 )
 from rideonce.observability import logger, metrics
 from rideonce.services.consumer import RideEventConsumer
+from rideonce.services.rides import utc_now
 from rideonce.settings import ConsumerSettings
 
 # A batch whose every record failed is still a handled batch: report each failure, do not raise.
@@ -80,6 +81,10 @@ def record_handler(record: SQSRecord) -> Verdict:
         retry_soon(record, delay)
         raise
     metrics.add_metric(name=_METRIC[verdict], unit=MetricUnit.Count, value=1)
+    if verdict is Verdict.APPLY:
+        # From the API's commit to the effect: every hop's delay, retries and reorderings included.
+        lag = (utc_now() - event.metadata.occurred_at).total_seconds() * 1000
+        metrics.add_metric(name="ConsumerLagMilliseconds", unit=MetricUnit.Milliseconds, value=max(0.0, lag))
     logger.info("applied" if verdict is Verdict.APPLY else "duplicate dropped", extra=fields)
     return verdict
 
