@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
+from rideonce.handlers.admission import RequestRefused, admit
 from rideonce.handlers.problems import PROBLEM_CONTENT_TYPE, problem, problem_responses
 from rideonce.logic import idempotency, rides
 from rideonce.logic.errors import (
@@ -39,6 +40,7 @@ from rideonce.models.requests import (
     CancelRideRequest,
     CompleteRideRequest,
     CreateRideRequest,
+    StartRideRequest,
 )
 from rideonce.models.ride import Ride
 from rideonce.observability import logger, metrics
@@ -89,22 +91,6 @@ def service() -> RideService:
         IdempotencyStore(client, config.idempotency_table_name),
         config,
     )
-
-
-def oversized_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse bodies over the limit before anything parses them (request validation runs first otherwise)."""
-    limit = settings().max_body_bytes
-    body = event.get("body") or ""
-    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
-    if size <= limit:
-        return None
-    response = problem(413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one")
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
 
 
 def write_request(key: str) -> WriteRequest:
@@ -192,7 +178,12 @@ def accept_ride(
     summary="The driver starts an ACCEPTED ride",
     responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
 )
-def start_ride(ride_id: RideId, idempotency_key: IdempotencyKey, if_match: IfMatch = None) -> Response[str]:
+def start_ride(
+    ride_id: RideId,
+    idempotency_key: IdempotencyKey,
+    if_match: IfMatch = None,
+    body: Annotated[StartRideRequest | None, Body()] = None,
+) -> Response[str]:
     return transition(ride_id, idempotency_key, if_match, rides.start)
 
 
@@ -279,6 +270,13 @@ def invalid_response(error: ResponseValidationError) -> Response[str]:
     return problem(500, "Internal Server Error", "the service built an invalid response; it has been logged")
 
 
+@app.exception_handler(Exception)
+def internal_error(error: Exception) -> Response[str]:
+    """Anything else is our bug, never the client's: logged with its trace, answered without internals."""
+    logger.exception("unhandled error", extra={"errorType": type(error).__name__})
+    return problem(500, "Internal Server Error", "the service failed on this request; it has been logged")
+
+
 @app.not_found
 def unknown_route(_: Exception) -> Response[str]:
     event = app.current_event
@@ -288,4 +286,14 @@ def unknown_route(_: Exception) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return oversized_body(event) or app.resolve(event, context)
+    try:
+        admitted = admit(event, settings().max_body_bytes)
+    except RequestRefused as refused:
+        response = problem(refused.status, refused.title, refused.detail)
+        return {
+            "statusCode": response.status_code,
+            "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
+            "body": response.body,
+            "isBase64Encoded": False,
+        }
+    return app.resolve(admitted, context)

@@ -1,13 +1,23 @@
 """The ride aggregate: its lifecycle states and the full state every event carries."""
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AwareDatetime, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 from rideonce.models.base import CamelModel
+from rideonce.models.currency import MINOR_UNITS
 
 Timestamp = Annotated[
     AwareDatetime,
@@ -30,18 +40,70 @@ class RideStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+def _json_number(value: object) -> object:
+    """A number stays a number: no boolean (a JSON `true` is not 1) and no numeric string is coerced."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return value
+
+
+def _plain_decimal(value: object) -> object:
+    """Money travels as text so no float rounds it; the text is the plain form only, never `1E+2` or `1_000`."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return value
+    if isinstance(value, str) and PLAIN_DECIMAL.fullmatch(value):
+        return Decimal(value)
+    raise ValueError('must be a plain decimal string such as "23.50": ASCII digits and at most one "."')
+
+
+def _iso_4217(code: str) -> str:
+    if code not in MINOR_UNITS:
+        raise ValueError("must be an ISO 4217 currency code in capitals, e.g. EUR")
+    return code
+
+
+Coordinate = Annotated[float, BeforeValidator(_json_number)]
+PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,4})?", re.ASCII)
+MAX_FARE = Decimal(100_000)
+
+
 class Location(CamelModel):
-    lat: Annotated[float, Field(ge=-90, le=90, description="Latitude in decimal degrees.")]
-    lng: Annotated[float, Field(ge=-180, le=180, description="Longitude in decimal degrees.")]
+    lat: Annotated[Coordinate, Field(ge=-90, le=90, description="Latitude in decimal degrees, a JSON number.")]
+    lng: Annotated[Coordinate, Field(ge=-180, le=180, description="Longitude in decimal degrees, a JSON number.")]
     address: Annotated[str | None, Field(default=None, max_length=200)] = None
 
 
 class Money(CamelModel):
+    """An amount of an ISO 4217 currency, with no more decimals than the currency's minor units."""
+
     amount: Annotated[
         Decimal,
-        Field(gt=0, le=100_000, max_digits=8, decimal_places=2, description='A decimal string, e.g. "23.50".'),
+        BeforeValidator(_plain_decimal),
+        Field(gt=0, le=MAX_FARE),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": f"^{PLAIN_DECIMAL.pattern}$",
+                "description": (
+                    'A plain decimal string, e.g. "23.50", above 0 and at most 100000, with at most as many '
+                    "decimals as the currency's minor units (JPY none, EUR 2, KWD 3)."
+                ),
+            }
+        ),
     ]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR.")]
+    currency: Annotated[
+        str,
+        AfterValidator(_iso_4217),
+        Field(description="An ISO 4217 alphabetic code, e.g. EUR.", json_schema_extra={"enum": sorted(MINOR_UNITS)}),
+    ]
+
+    @model_validator(mode="after")
+    def _within_minor_units(self) -> Self:
+        units = MINOR_UNITS[self.currency]
+        exponent = self.amount.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > units:
+            raise ValueError(f"{self.currency} has {units} minor units: the amount may have at most {units} decimals")
+        return self
 
 
 class Ride(CamelModel):
