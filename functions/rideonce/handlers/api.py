@@ -4,6 +4,7 @@ Routes validate their bodies against the models; the service does the work; ever
 through one exception-handler table as `application/problem+json`.
 """
 
+import json
 import os
 from functools import cache
 from typing import Annotated, Any
@@ -72,8 +73,12 @@ IdempotencyKey = Annotated[
         description="A unique key per logical request, reused verbatim on every retry of it.",
     ),
 ]
-IfMatch = Annotated[str | None, Header(description='The ETag from GET /rides/{rideId}, e.g. "3".')]
+IfMatch = Annotated[
+    str | None,
+    Header(pattern=r'^(\*|"[0-9]{1,18}")$', description='The ETag from GET /rides/{rideId}, e.g. "3", or *.'),
+]
 RideId = Annotated[str, Path(min_length=1, max_length=64)]
+NO_FIELDS = StartRideRequest()
 
 
 @cache
@@ -182,7 +187,7 @@ def start_ride(
     ride_id: RideId,
     idempotency_key: IdempotencyKey,
     if_match: IfMatch = None,
-    body: Annotated[StartRideRequest | None, Body()] = None,
+    body: Annotated[StartRideRequest, Body()] = NO_FIELDS,
 ) -> Response[str]:
     return transition(ride_id, idempotency_key, if_match, rides.start)
 
@@ -221,7 +226,40 @@ def cancel_ride(
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
-    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+    return Response(status_code=200, content_type="application/json", body=openapi_json())
+
+
+# What every route can answer besides its own problems: a request that fails validation (400), our own failure.
+# Every write also checks its body's size (413) and media type (415) and can meet a reused key (422).
+_EVERY_ROUTE = {400: "Bad Request: the problem names each field to fix", 500: "Internal Server Error: our bug"}
+_EVERY_WRITE = {
+    413: "Content Too Large",
+    415: "Unsupported Media Type: send application/json",
+    422: "Idempotency Key Reused: this key was used for another request",
+}
+
+
+@cache
+def openapi_json() -> str:
+    """The OpenAPI document with the error answers the API really gives.
+
+    Powertools documents a 422 `HTTPValidationError` and a 500 `ResponseValidationError` (both
+    `application/json`) on every route, over any declared there; here both are problem documents, and a
+    validation failure is a 400.
+    """
+    document = json.loads(app.get_openapi_json_schema())
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            expected = {**_EVERY_ROUTE, **(_EVERY_WRITE if method == "post" else {})}
+            for status, description in expected.items():
+                responses[str(status)] = {
+                    "description": description,
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+            operation["responses"] = dict(sorted(responses.items()))
+    return json.dumps(document)
 
 
 # One table from domain errors to statuses. The messages come from the domain and say what to fix.

@@ -62,14 +62,26 @@ def _iso_4217(code: str) -> str:
     return code
 
 
-Coordinate = Annotated[float, BeforeValidator(_json_number)]
-PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,4})?", re.ASCII)
+# About a centimetre. More digits say nothing about a street corner, and a number like 1e-234 is below the
+# smallest magnitude a DynamoDB number holds (1E-130): rounding keeps every coordinate storable.
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+COORDINATE_DECIMALS = 7
+
+Coordinate = Annotated[
+    float, BeforeValidator(_json_number), AfterValidator(lambda value: round(value, COORDINATE_DECIMALS) + 0.0)
+]
+# Not zero, at most 999999.9999 (the bound and the minor units are checked after), no sign, no exponent.
+PLAIN_DECIMAL = re.compile(r"(?!0+(?:\.0+)?$)(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,4})?", re.ASCII)
 MAX_FARE = Decimal(100_000)
 
 
 class Location(CamelModel):
-    lat: Annotated[Coordinate, Field(ge=-90, le=90, description="Latitude in decimal degrees, a JSON number.")]
-    lng: Annotated[Coordinate, Field(ge=-180, le=180, description="Longitude in decimal degrees, a JSON number.")]
+    lat: Annotated[
+        Coordinate, Field(ge=-90, le=90, description="Latitude in decimal degrees (a JSON number), to 7 decimals.")
+    ]
+    lng: Annotated[
+        Coordinate, Field(ge=-180, le=180, description="Longitude in decimal degrees (a JSON number), to 7 decimals.")
+    ]
     address: Annotated[str | None, Field(default=None, max_length=200)] = None
 
 
