@@ -14,6 +14,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -243,13 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3000, help="0 picks a free port (printed on the first line)")
     parser.add_argument("--moto-port", type=int, default=5000, help="0 picks a free port")
     parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS_FILE, help="where to write the stack's outputs")
     args = parser.parse_args(argv)
     # Bound first, so --port 0 knows its address before the outputs file names it.
     server = LocalApiServer(("127.0.0.1", args.port), BaseHTTPRequestHandler)
     api_url = f"http://127.0.0.1:{server.server_address[1]}"
     # The template's log level (INFO) stays: the consumer's log lines are the per-event lines of its hop.
     local = LocalStack.start(
-        port=args.moto_port, api_url=api_url, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"}
+        port=args.moto_port,
+        api_url=api_url,
+        outputs_file=args.outputs,
+        environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"},
     )
     server.RequestHandlerClass = make_handler(local)
     pipeline = Pipeline(local, time_scale=args.time_scale, on_batch=on_batch, on_event=on_event)
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, shut_down)
     signal.signal(signal.SIGTERM, shut_down)
-    print(json.dumps({"api": api_url, "endpoint": local.endpoint, "outputs": str(OUTPUTS_FILE)}))
+    print(json.dumps({"api": api_url, "endpoint": local.endpoint, "outputs": str(args.outputs)}), flush=True)
     print(
         f"try: curl -s -X POST {api_url}/rides -H 'Idempotency-Key: k1' -H 'Content-Type: application/json' "
         """-d '{"riderId":"r1","pickup":{"lat":52.52,"lng":13.40},"dropoff":{"lat":52.51,"lng":13.37}}'"""

@@ -31,17 +31,21 @@ class RequestRefused(Exception):
 def admit(event: dict[str, Any], max_body_bytes: int) -> dict[str, Any]:
     """The event with its body as checked JSON text (no base64), or RequestRefused saying what is wrong."""
     body = event.get("body")
+    method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
+    headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
     if not isinstance(body, str) or body == "":
+        if method in WRITE_METHODS:
+            # No body, so no media type to judge: the route says whether it needed a body.
+            headers.pop("content-type", None)
+            return {**event, "headers": headers, "body": None, "isBase64Encoded": False}
         return event
     raw = _raw_bytes(body, base64_encoded=event.get("isBase64Encoded") is True)
     if len(raw) > max_body_bytes:
         raise RequestRefused(
             413, "Content Too Large", f"the request body is over {max_body_bytes} bytes; send a smaller one"
         )
-    method = str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
     if method not in WRITE_METHODS:
         return event  # a body on a read is ignored, as the route takes none
-    headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
     _check_media_type(headers.get("content-type"))
     try:
         text = raw.decode("utf-8")
