@@ -136,10 +136,11 @@ def _truncated(metadata: RejectionMetadata, reason: str, record: JsonValue) -> R
         }
         return RecordRejected(metadata=metadata, data=Rejection(reason=reason, record=marker))
 
+    room = MAX_DETAIL_BYTES - detail_bytes(build(0))
     low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits
+    while low < high:  # the longest prefix whose escaped form fits the room left (quotes excluded)
         middle = (low + high + 1) // 2
-        if detail_bytes(build(middle)) <= MAX_DETAIL_BYTES:
+        if len(json.dumps(text[:middle])) - 2 <= room:
             low = middle
         else:
             high = middle - 1
