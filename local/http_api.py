@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,7 +43,8 @@ def gateway_answer(status: int, message: str) -> tuple[int, dict[str, str], byte
     return status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
 
 
-def make_handler(local: LocalStack) -> type[BaseHTTPRequestHandler]:
+def make_handler(local: LocalStack, log: Callable[[str, str], None] = log) -> type[BaseHTTPRequestHandler]:
+    """The request handler class; `log` receives one line per request (a no-op for benchmarks)."""
     routes = route_table(local.stack)
     api = local.functions["ApiFunction"]
 
@@ -210,9 +212,9 @@ class LocalApiServer(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-def serve(local: LocalStack, port: int = 0) -> LocalApiServer:
+def serve(local: LocalStack, port: int = 0, log: Callable[[str, str], None] = log) -> LocalApiServer:
     """The API on 127.0.0.1:`port` (0: a free one), serving in a background thread until shut down."""
-    server = LocalApiServer(("127.0.0.1", port), make_handler(local))
+    server = LocalApiServer(("127.0.0.1", port), make_handler(local, log))
     threading.Thread(target=server.serve_forever, name="local-api", daemon=True).start()
     return server
 
