@@ -70,6 +70,13 @@ def test_a_base64_json_body_is_decoded_and_served(client: ApiClient) -> None:
     assert response.json["riderId"] == "r-1"
 
 
+def test_a_body_with_a_lone_surrogate_is_400(client: ApiClient, stack: Stack) -> None:
+    # A Lambda event is JSON, and JSON text can spell a lone surrogate that no UTF-8 can hold
+    event = raw_event(client, "/rides", '{"riderId": "\ud800"}', base64_encoded=False)
+    assert_problem(client.send(event), 400, "not UTF-8")
+    nothing_written(stack)
+
+
 def test_start_with_a_body_that_is_not_json_is_400(client: ApiClient, stack: Stack) -> None:
     ride_id = create(client)["rideId"]
     response = client.request("POST", f"/rides/{ride_id}/start", "not json", key="s")

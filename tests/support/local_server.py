@@ -12,12 +12,10 @@ from typing import TextIO
 
 from local.template import ROOT
 
-STARTUP_SECONDS = 60
-
 
 @contextmanager
 def local_server(workdir: Path) -> Iterator[str]:
-    """The server's base URL while it runs; it is stopped (and its log kept in `workdir`) afterwards."""
+    """The server's base URL while it runs; it is stopped afterwards, its log kept in `workdir`."""
     log = workdir / "local-server.log"
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}{os.pathsep}{ROOT}"}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -26,13 +24,13 @@ def local_server(workdir: Path) -> Iterator[str]:
     command += ["--outputs", str(workdir / "outputs.json"), "--time-scale", "0.01"]
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=output, text=True)
+        assert process.stdout is not None
         try:
-            assert process.stdout is not None
-            first = process.stdout.readline()
-            assert first, f"the local server did not start; see {log}: {log.read_text()[-2000:]}"
-            url = str(json.loads(first)["api"])
-            pump = _drain(process, output)
-            yield url
+            first = process.stdout.readline()  # the server prints its address first
+            assert first, f"the local server did not start: {log.read_text()[-2000:]}"
+            pump = threading.Thread(target=_copy, args=(process.stdout, output), daemon=True)
+            pump.start()
+            yield str(json.loads(first)["api"])
         finally:
             process.terminate()
             try:
@@ -40,20 +38,13 @@ def local_server(workdir: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            if "pump" in locals():
-                pump.join(timeout=5)
-            if process.stdout is not None:
-                process.stdout.close()
+            process.stdout.close()
 
 
-def _drain(process: "subprocess.Popen[str]", output: TextIO) -> threading.Thread:
+def _copy(source: TextIO, target: TextIO) -> None:
     """Keep reading the server's log lines so a full pipe never blocks it."""
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.write(line)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
+    try:
+        for line in source:
+            target.write(line)
+    except ValueError:  # the pipe was closed after the server stopped
+        return

@@ -1,7 +1,8 @@
 """The ride API behind an API Gateway HTTP API (payload v2), on the Powertools event handler.
 
-Routes validate their bodies against the models; the service does the work; every error leaves
-through one exception-handler table as `application/problem+json`.
+Admission (handlers/admission.py) refuses a body that is not one UTF-8 JSON object before routing; routes
+validate what is left against the models; the service does the work; every error after admission leaves
+through one exception-handler table, and every error at all as `application/problem+json`.
 """
 
 import json
