@@ -253,3 +253,24 @@ def test_an_internal_failure_is_a_500_problem_and_the_retry_succeeds(client: Api
     # And once the table is back, the same retry creates the ride
     create_table_like(dynamodb, "outbox-shape", outbox, with_stream=True)
     assert client.request("POST", "/rides", NEW_RIDE, key="k").status == 201
+
+
+# ---------------------------------------------------------------- the document says what the API does
+
+
+def test_the_openapi_document_lists_the_problems_the_api_answers(client: ApiClient) -> None:
+    # Given / When the served document
+    document = client.request("GET", "/openapi.json").json
+    # Then every error a route can answer is a problem document, and no header is offered as null
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            errors = {status: response for status, response in operation["responses"].items() if status >= "400"}
+            expected = {"400", "500"} | ({"413", "415", "422"} if method == "post" else set())
+            assert expected <= set(errors), (method, path)
+            assert all(response["content"] == problem for response in errors.values()), (method, path)
+            for parameter in operation.get("parameters", []):
+                assert "anyOf" not in parameter["schema"], (method, path, parameter["name"])
+    amount = document["components"]["schemas"]["Money"]["properties"]["amount"]
+    assert amount["type"] == "string"
+    assert "EUR" in document["components"]["schemas"]["Money"]["properties"]["currency"]["enum"]

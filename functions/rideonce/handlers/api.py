@@ -247,11 +247,17 @@ def openapi_json() -> str:
 
     Powertools documents a 422 `HTTPValidationError` and a 500 `ResponseValidationError` (both
     `application/json`) on every route, over any declared there; here both are problem documents, and a
-    validation failure is a 400.
+    validation failure is a 400. It also offers `null` for optional headers, which HTTP cannot send.
     """
     document = json.loads(app.get_openapi_json_schema())
     for operations in document["paths"].values():
         for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                # An optional header is absent or a string, never JSON null: document the string alone.
+                variants = parameter["schema"].get("anyOf", [])
+                if parameter["in"] == "header" and {"type": "null"} in variants and len(variants) == 2:
+                    (string,) = (variant for variant in variants if variant != {"type": "null"})
+                    parameter["schema"] = {**string, "description": parameter["schema"].get("description", "")}
             responses = operation["responses"]
             responses.pop("422", None)
             expected = {**_EVERY_ROUTE, **(_EVERY_WRITE if method == "post" else {})}

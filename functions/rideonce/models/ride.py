@@ -67,20 +67,29 @@ def _iso_4217(code: str) -> str:
 # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
 COORDINATE_DECIMALS = 7
 
-Coordinate = Annotated[
-    float, BeforeValidator(_json_number), AfterValidator(lambda value: round(value, COORDINATE_DECIMALS) + 0.0)
-]
+
+def _to_decimals(value: float) -> float:
+    return round(value, COORDINATE_DECIMALS) + 0.0  # + 0.0: never -0.0
+
+
 # Not zero, at most 999999.9999 (the bound and the minor units are checked after), no sign, no exponent.
 PLAIN_DECIMAL = re.compile(r"(?!0+(?:\.0+)?$)(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,4})?", re.ASCII)
 MAX_FARE = Decimal(100_000)
 
 
 class Location(CamelModel):
+    # The bounds come first, on the number itself, so the JSON Schema says `minimum`/`maximum`.
     lat: Annotated[
-        Coordinate, Field(ge=-90, le=90, description="Latitude in decimal degrees (a JSON number), to 7 decimals.")
+        float,
+        Field(ge=-90, le=90, description="Latitude in decimal degrees (a JSON number), to 7 decimals."),
+        BeforeValidator(_json_number),
+        AfterValidator(_to_decimals),
     ]
     lng: Annotated[
-        Coordinate, Field(ge=-180, le=180, description="Longitude in decimal degrees (a JSON number), to 7 decimals.")
+        float,
+        Field(ge=-180, le=180, description="Longitude in decimal degrees (a JSON number), to 7 decimals."),
+        BeforeValidator(_json_number),
+        AfterValidator(_to_decimals),
     ]
     address: Annotated[str | None, Field(default=None, max_length=200)] = None
 
