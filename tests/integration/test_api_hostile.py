@@ -271,6 +271,14 @@ def test_the_openapi_document_lists_the_problems_the_api_answers(client: ApiClie
             assert all(response["content"] == problem for response in errors.values()), (method, path)
             for parameter in operation.get("parameters", []):
                 assert "anyOf" not in parameter["schema"], (method, path, parameter["name"])
-    amount = document["components"]["schemas"]["Money"]["properties"]["amount"]
-    assert amount["type"] == "string"
-    assert "EUR" in document["components"]["schemas"]["Money"]["properties"]["currency"]["enum"]
+    money = document["components"]["schemas"]["Money"]
+    assert money["properties"]["amount"]["type"] == "string"
+    assert "EUR" in money["properties"]["currency"]["enum"]
+    by_currency = {
+        code: variant["properties"]["amount"]["pattern"]
+        for variant in money["oneOf"]
+        for code in variant["properties"]["currency"]["enum"]
+    }
+    assert "." not in by_currency["JPY"]
+    assert "{1,2}" in by_currency["EUR"]
+    assert "{1,3}" in by_currency["KWD"]

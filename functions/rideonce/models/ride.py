@@ -4,12 +4,13 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BeforeValidator,
+    ConfigDict,
     Field,
     PlainSerializer,
     WithJsonSchema,
@@ -72,8 +73,15 @@ def _to_decimals(value: float) -> float:
     return round(value, COORDINATE_DECIMALS) + 0.0  # + 0.0: never -0.0
 
 
-# Not zero, at most 999999.9999 (the bound and the minor units are checked after), no sign, no exponent.
-PLAIN_DECIMAL = re.compile(r"(?!0+(?:\.0+)?$)(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,4})?", re.ASCII)
+def _amount_pattern(decimals: int) -> str:
+    """Above 0, at most 100000, at most `decimals` decimals: the generic pattern, narrowed for one currency."""
+    if not decimals:
+        return r"^(?!0+$)(?:0|[1-9][0-9]{0,4}|100000)$"
+    return rf"^(?!0+(?:\.0+)?$)(?:(?:0|[1-9][0-9]{{0,4}})(?:\.[0-9]{{1,{decimals}}})?|100000(?:\.0{{1,{decimals}}})?)$"
+
+
+# Above 0, at most 100000, at most 4 decimals (a currency's minor units are checked after); no sign, no exponent.
+PLAIN_DECIMAL = re.compile(_amount_pattern(max(MINOR_UNITS.values())), re.ASCII)
 MAX_FARE = Decimal(100_000)
 
 
@@ -94,8 +102,23 @@ class Location(CamelModel):
     address: Annotated[str | None, Field(default=None, max_length=200)] = None
 
 
+def _one_schema_per_minor_units(schema: dict[str, Any]) -> None:
+    """The JSON Schema pairs each currency with its decimals (oneOf by minor units), as validation does."""
+    schema["oneOf"] = [
+        {
+            "properties": {
+                "currency": {"enum": sorted(code for code, units in MINOR_UNITS.items() if units == decimals)},
+                "amount": {"pattern": _amount_pattern(decimals)},
+            }
+        }
+        for decimals in sorted(set(MINOR_UNITS.values()))
+    ]
+
+
 class Money(CamelModel):
     """An amount of an ISO 4217 currency, with no more decimals than the currency's minor units."""
+
+    model_config = ConfigDict(**{**CamelModel.model_config, "json_schema_extra": _one_schema_per_minor_units})
 
     amount: Annotated[
         Decimal,
@@ -104,7 +127,7 @@ class Money(CamelModel):
         WithJsonSchema(
             {
                 "type": "string",
-                "pattern": f"^{PLAIN_DECIMAL.pattern}$",
+                "pattern": PLAIN_DECIMAL.pattern,
                 "description": (
                     'A plain decimal string, e.g. "23.50", above 0 and at most 100000, with at most as many '
                     "decimals as the currency's minor units (JPY none, EUR 2, KWD 3)."
