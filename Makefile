@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency coldstart clean
+.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz coldstart clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ chaos: venv  ## seeded faults at every hop, rideonce beside the usual designs; e
 
 latency: venv  ## commit -> applied p50/p99 with 30% of deliveries reordered, in simulated time; e.g. ARGS="--rides 2000"
 	$(LOCAL_ENV) $(BIN)/python -m local.latency $(ARGS)
+
+load: venv  ## concurrent clients retrying with their keys over HTTP; e.g. ARGS="--clients 16 --rides 20"
+	$(LOCAL_ENV) $(BIN)/python -m local.load $(ARGS)
+
+fuzz: venv  ## the fuzz tests alone, with schemathesis's summary and Hypothesis's statistics
+	$(OFFLINE_AWS) $(BIN)/pytest -p no:xdist -s -m fuzz --hypothesis-show-statistics tests/fuzz
 
 coldstart: venv  ## handler import times as ratios to boto3's
 	$(LOCAL_ENV) $(BIN)/python -m local.coldstart

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from local.template import ACCOUNT_ID, Stack
 
@@ -23,11 +24,18 @@ def http_event(
     body: Any = None,
     caller_arn: str | None = DEFAULT_CALLER_ARN,
     raw_query: str = "",
+    base64_encoded: bool = False,
 ) -> dict[str, Any]:
-    """One payload v2 event. `body` may be a str (sent verbatim) or any JSON value (serialised)."""
+    """One payload v2 event. `body` may be a str (sent verbatim) or any JSON value (serialised).
+
+    With `base64_encoded`, `body` is the base64 text of bytes that are not UTF-8, as API Gateway passes
+    them. Header names are lower case and a `cookie` header moves to `cookies`, as in payload 2.0
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html).
+    """
     text = body if isinstance(body, str) or body is None else json.dumps(body)
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
-    if text is not None:
+    cookies = lowered.pop("cookie", None)
+    if text is not None and not base64_encoded:
         lowered.setdefault("content-type", "application/json")
     now = time.time()
     context: dict[str, Any] = {
@@ -67,8 +75,15 @@ def http_event(
         "rawQueryString": raw_query,
         "headers": lowered,
         "requestContext": context,
-        "isBase64Encoded": False,
+        "isBase64Encoded": base64_encoded,
     }
+    if cookies:
+        event["cookies"] = [cookie.strip() for cookie in cookies.split(";") if cookie.strip()]
+    if raw_query:
+        combined: dict[str, list[str]] = {}
+        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+            combined.setdefault(name, []).append(value)
+        event["queryStringParameters"] = {name: ",".join(values) for name, values in combined.items()}
     if path_parameters:
         event["pathParameters"] = path_parameters
     if text is not None:

@@ -6,14 +6,18 @@ dropped included. Ctrl-C stops everything cleanly.
 """
 
 import argparse
+import base64
 import json
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from local.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
 from local.lambda_sqs import BatchOutcome
@@ -21,40 +25,69 @@ from local.pipe import describe_forwarded
 from local.pipeline import Pipeline
 from local.stack import OUTPUTS_FILE, LocalStack
 
-MAX_REQUEST_BYTES = 1_048_576
+# API Gateway's own limit on an HTTP API request's payload; the function refuses far less (MAX_BODY_BYTES).
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """The HTTP request itself is malformed (its framing, not its content): API Gateway answers 400."""
 
 
 def log(hop: str, message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {hop:<9} {message}", flush=True)
 
 
-def make_handler(local: LocalStack) -> type[BaseHTTPRequestHandler]:
+def gateway_answer(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    """API Gateway's own answers (no route, integration failure) are `{"message": ...}` JSON, not problems."""
+    return status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
+
+
+def make_handler(local: LocalStack, log: Callable[[str, str], None] = log) -> type[BaseHTTPRequestHandler]:
+    """The request handler class; `log` receives one line per request (a no-op for benchmarks)."""
     routes = route_table(local.stack)
     api = local.functions["ApiFunction"]
 
     class ApiGatewayHandler(BaseHTTPRequestHandler):
+        """Every method reaches the route table, as at API Gateway: a method no route has is a 404 there too.
+
+        HTTP/1.1 keeps connections open, so load tests measure the API rather than TCP handshakes.
+        """
+
         server_version = "rideonce-local"
+        protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Each request is logged once, by _serve, with its outcome."""
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Malformed request lines and headers: a JSON answer like API Gateway's, never an HTML page."""
+            self.close_connection = True
+            self._send(*gateway_answer(code, message or HTTPStatus(code).phrase))
+
         def _serve(self) -> None:
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_REQUEST_BYTES:
-                self._send(413, {"Content-Type": "application/problem+json"}, b'{"title":"Content Too Large"}')
+            try:
+                raw = self._read_body()
+            except BadRequest as error:
+                self.close_connection = True
+                self._send(*gateway_answer(400, "Bad Request"))
+                log("api", f"{self.command} {url.path} -> 400 ({error})")
                 return
-            body = self.rfile.read(length).decode() if length else None
+            if raw is None:
+                self.close_connection = True
+                self._send(*gateway_answer(413, "Request Entity Too Large"))
+                return
             matched = match_route(routes, self.command, url.path)
             if matched is None:
-                # API Gateway answers unknown routes itself, without invoking the function.
-                self._send(404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}')
+                # API Gateway answers a request that matches no route itself, without invoking the function.
+                # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html
+                self._send(*gateway_answer(404, "Not Found"))
                 log("api", f"{self.command} {url.path} -> 404 (no route in template.yaml)")
                 return
             route_key, params = matched
@@ -62,27 +95,128 @@ def make_handler(local: LocalStack) -> type[BaseHTTPRequestHandler]:
                 self.command,
                 url.path,
                 route_key=route_key,
-                path_parameters=params,
-                headers=dict(self.headers.items()),
-                body=body,
+                # API Gateway decodes URL-encoded path parameters before passing them on (same page).
+                path_parameters={name: unquote(value) for name, value in params.items()},
+                headers=self._combined_headers(),
+                body=_as_text(raw),
                 caller_arn=DEFAULT_CALLER_ARN,
                 raw_query=url.query,
+                base64_encoded=not _is_utf8(raw),
             )
-            result = api.invoke(event)
-            headers = result.get("headers") or {}
-            replayed = " (idempotent replay: dropped)" if headers.get("Idempotent-Replayed") == "true" else ""
-            log("api", f"{self.command} {url.path} -> {result['statusCode']}{replayed}")
-            self._send(result["statusCode"], headers, (result.get("body") or "").encode())
+            try:
+                result = api.invoke(event)
+                status, headers, body = _proxy_result(result)
+            except Exception as error:  # a function error: API Gateway answers 500 without the details
+                log("api", f"{self.command} {url.path} -> 500 (function error: {error!r})")
+                self._send(*gateway_answer(500, "Internal Server Error"))
+                return
+            log("api", f"{self.command} {url.path} -> {status}{_outcome_note(headers, body)}")
+            self._send(status, headers, body)
+
+        def _read_body(self) -> bytes | None:
+            """The request's bytes (None when over the limit), whether sized by Content-Length or chunked."""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunks()
+            declared = self.headers.get("Content-Length")
+            if declared is None:
+                return b""
+            if not declared.strip().isascii() or not declared.strip().isdigit():
+                raise BadRequest(f"Content-Length is not a number: {declared[:40]!r}")
+            length = int(declared.strip())
+            if length > MAX_REQUEST_BYTES:
+                return None
+            return self.rfile.read(length)
+
+        def _read_chunks(self) -> bytes | None:
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size_line = self.rfile.readline(1026).split(b";", 1)[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError as error:
+                    raise BadRequest(f"bad chunk size {size_line[:20]!r}") from error
+                if size == 0:
+                    while self.rfile.readline(8194) not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_REQUEST_BYTES:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(3)
+
+        def _combined_headers(self) -> dict[str, str]:
+            """Repeated headers joined with commas, as payload 2.0 does."""
+            combined: dict[str, list[str]] = {}
+            for name, value in self.headers.items():
+                combined.setdefault(name.lower(), []).append(value)
+            joiner = {"cookie": "; "}
+            return {name: joiner.get(name, ",").join(values) for name, values in combined.items()}
 
         def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
-                self.send_header(name, value)
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
     return ApiGatewayHandler
+
+
+def _outcome_note(headers: dict[str, str], body: bytes) -> str:
+    """What the log line adds to the status: a replay, or a problem's detail (what the client must fix)."""
+    if headers.get("Idempotent-Replayed") == "true":
+        return " (idempotent replay: dropped)"
+    if headers.get("Content-Type") == "application/problem+json":
+        try:
+            return f" ({str(json.loads(body).get('detail', ''))[:160]})"
+        except (ValueError, AttributeError):
+            return ""
+    return ""
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _as_text(raw: bytes) -> str | None:
+    """The body as the event carries it: text when it is UTF-8, else base64 (`isBase64Encoded`)."""
+    if not raw:
+        return None
+    return raw.decode("utf-8") if _is_utf8(raw) else base64.b64encode(raw).decode("ascii")
+
+
+def _proxy_result(result: Any) -> tuple[int, dict[str, str], bytes]:
+    """The function's payload 2.0 answer as status, headers and bytes (base64 bodies decoded)."""
+    status = int(result["statusCode"])
+    headers = {str(name): str(value) for name, value in (result.get("headers") or {}).items()}
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    return status, headers, raw
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    """A thread per connection, and a listen backlog deep enough for a burst of concurrent clients."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+
+def serve(local: LocalStack, port: int = 0, log: Callable[[str, str], None] = log) -> LocalApiServer:
+    """The API on 127.0.0.1:`port` (0: a free one), serving in a background thread until shut down."""
+    server = LocalApiServer(("127.0.0.1", port), make_handler(local, log))
+    threading.Thread(target=server.serve_forever, name="local-api", daemon=True).start()
+    return server
 
 
 def on_event(event: dict[str, Any]) -> None:
@@ -109,17 +243,23 @@ def run_pipeline(pipeline: Pipeline, stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make local", description=__doc__)
-    parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--moto-port", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=3000, help="0 picks a free port (printed on the first line)")
+    parser.add_argument("--moto-port", type=int, default=5000, help="0 picks a free port")
     parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("--outputs", type=Path, default=OUTPUTS_FILE, help="where to write the stack's outputs")
     args = parser.parse_args(argv)
-    api_url = f"http://127.0.0.1:{args.port}"
+    # Bound first, so --port 0 knows its address before the outputs file names it.
+    server = LocalApiServer(("127.0.0.1", args.port), BaseHTTPRequestHandler)
+    api_url = f"http://127.0.0.1:{server.server_address[1]}"
     # The template's log level (INFO) stays: the consumer's log lines are the per-event lines of its hop.
     local = LocalStack.start(
-        port=args.moto_port, api_url=api_url, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"}
+        port=args.moto_port,
+        api_url=api_url,
+        outputs_file=args.outputs,
+        environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"},
     )
+    server.RequestHandlerClass = make_handler(local)
     pipeline = Pipeline(local, time_scale=args.time_scale, on_batch=on_batch, on_event=on_event)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(local))
     stop = threading.Event()
     worker = threading.Thread(target=run_pipeline, args=(pipeline, stop), daemon=True)
     worker.start()
@@ -130,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, shut_down)
     signal.signal(signal.SIGTERM, shut_down)
-    print(json.dumps({"api": api_url, "endpoint": local.endpoint, "outputs": str(OUTPUTS_FILE)}))
+    print(json.dumps({"api": api_url, "endpoint": local.endpoint, "outputs": str(args.outputs)}), flush=True)
     print(
         f"try: curl -s -X POST {api_url}/rides -H 'Idempotency-Key: k1' -H 'Content-Type: application/json' "
         """-d '{"riderId":"r1","pickup":{"lat":52.52,"lng":13.40},"dropoff":{"lat":52.51,"lng":13.37}}'"""

@@ -1,9 +1,11 @@
 """The ride API behind an API Gateway HTTP API (payload v2), on the Powertools event handler.
 
-Routes validate their bodies against the models; the service does the work; every error leaves
-through one exception-handler table as `application/problem+json`.
+Admission (handlers/admission.py) refuses a body that is not one UTF-8 JSON object before routing; routes
+validate what is left against the models; the service does the work; every error after admission leaves
+through one exception-handler table, and every error at all as `application/problem+json`.
 """
 
+import json
 import os
 from functools import cache
 from typing import Annotated, Any
@@ -11,6 +13,7 @@ from typing import Annotated, Any
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
     RequestValidationError,
     ResponseValidationError,
 )
@@ -22,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
+from rideonce.handlers.admission import RequestRefused, admit
 from rideonce.handlers.problems import PROBLEM_CONTENT_TYPE, problem, problem_responses
 from rideonce.logic import idempotency, rides
 from rideonce.logic.errors import (
@@ -40,6 +44,7 @@ from rideonce.models.requests import (
     CancelRideRequest,
     CompleteRideRequest,
     CreateRideRequest,
+    StartRideRequest,
 )
 from rideonce.models.ride import Ride
 from rideonce.observability import logger, metrics
@@ -71,8 +76,12 @@ IdempotencyKey = Annotated[
         description="A unique key per logical request, reused verbatim on every retry of it.",
     ),
 ]
-IfMatch = Annotated[str | None, Header(description='The ETag from GET /rides/{rideId}, e.g. "3".')]
+IfMatch = Annotated[
+    str | None,
+    Header(pattern=r'^(\*|"[0-9]{1,18}")$', description='The ETag from GET /rides/{rideId}, e.g. "3", or *.'),
+]
 RideId = Annotated[str, Path(min_length=1, max_length=64)]
+NO_FIELDS = StartRideRequest()
 
 
 @cache
@@ -90,22 +99,6 @@ def service() -> RideService:
         IdempotencyStore(client, config.idempotency_table_name),
         config,
     )
-
-
-def oversized_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse bodies over the limit before anything parses them (request validation runs first otherwise)."""
-    limit = settings().max_body_bytes
-    body = event.get("body") or ""
-    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
-    if size <= limit:
-        return None
-    response = problem(413, "Content Too Large", f"the request body is over {limit} bytes; send a smaller one")
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
 
 
 def write_request(key: str) -> WriteRequest:
@@ -192,7 +185,12 @@ def accept_ride(
     summary="The driver starts an ACCEPTED ride",
     responses=ride_responses(200, "The ride after the change", *WRITE_PROBLEMS),
 )
-def start_ride(ride_id: RideId, idempotency_key: IdempotencyKey, if_match: IfMatch = None) -> Response[str]:
+def start_ride(
+    ride_id: RideId,
+    idempotency_key: IdempotencyKey,
+    if_match: IfMatch = None,
+    body: Annotated[StartRideRequest, Body()] = NO_FIELDS,
+) -> Response[str]:
     return transition(ride_id, idempotency_key, if_match, rides.start)
 
 
@@ -230,7 +228,46 @@ def cancel_ride(
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[str]:
-    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+    return Response(status_code=200, content_type="application/json", body=openapi_json())
+
+
+# What every route can answer besides its own problems: a request that fails validation (400), our own failure.
+# Every write also checks its body's size (413) and media type (415) and can meet a reused key (422).
+_EVERY_ROUTE = {400: "Bad Request: the problem names each field to fix", 500: "Internal Server Error: our bug"}
+_EVERY_WRITE = {
+    413: "Content Too Large",
+    415: "Unsupported Media Type: send application/json",
+    422: "Idempotency Key Reused: this key was used for another request",
+}
+
+
+@cache
+def openapi_json() -> str:
+    """The OpenAPI document with the error answers the API really gives.
+
+    Powertools documents a 422 `HTTPValidationError` and a 500 `ResponseValidationError` (both
+    `application/json`) on every route, over any declared there; here both are problem documents, and a
+    validation failure is a 400. It also offers `null` for optional headers, which HTTP cannot send.
+    """
+    document = json.loads(app.get_openapi_json_schema())
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                # An optional header is absent or a string, never JSON null: document the string alone.
+                variants = parameter["schema"].get("anyOf", [])
+                if parameter["in"] == "header" and {"type": "null"} in variants and len(variants) == 2:
+                    (string,) = (variant for variant in variants if variant != {"type": "null"})
+                    parameter["schema"] = {**string, "description": parameter["schema"].get("description", "")}
+            responses = operation["responses"]
+            responses.pop("422", None)
+            expected = {**_EVERY_ROUTE, **(_EVERY_WRITE if method == "post" else {})}
+            for status, description in expected.items():
+                responses[str(status)] = {
+                    "description": description,
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+            operation["responses"] = dict(sorted(responses.items()))
+    return json.dumps(document)
 
 
 # One table from domain errors to statuses. The messages come from the domain and say what to fix.
@@ -273,10 +310,23 @@ def _describe(issue: dict[str, Any]) -> dict[str, str]:
     return {"where": ".".join(location), "problem": str(issue.get("msg", "invalid"))}
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def unsupported_media_type(error: RequestUnsupportedContentType) -> Response[str]:
+    """Admission answers this first; Powertools' own check must answer the same problem if it ever runs."""
+    return problem(415, "Unsupported Media Type", "the body must be sent as Content-Type: application/json (UTF-8)")
+
+
 @app.exception_handler(ResponseValidationError)
 def invalid_response(error: ResponseValidationError) -> Response[str]:
     logger.error("response failed its schema", extra={"errors": error.errors()})
     return problem(500, "Internal Server Error", "the service built an invalid response; it has been logged")
+
+
+@app.exception_handler(Exception)
+def internal_error(error: Exception) -> Response[str]:
+    """Anything else is our bug, never the client's: logged with its trace, answered without internals."""
+    logger.exception("unhandled error", extra={"errorType": type(error).__name__})
+    return problem(500, "Internal Server Error", "the service failed on this request; it has been logged")
 
 
 @app.not_found
@@ -288,4 +338,14 @@ def unknown_route(_: Exception) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return oversized_body(event) or app.resolve(event, context)
+    try:
+        admitted = admit(event, settings().max_body_bytes)
+    except RequestRefused as refused:
+        response = problem(refused.status, refused.title, refused.detail)
+        return {
+            "statusCode": response.status_code,
+            "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
+            "body": response.body,
+            "isBase64Encoded": False,
+        }
+    return app.resolve(admitted, context)

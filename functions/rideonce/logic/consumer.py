@@ -80,10 +80,12 @@ def parse_message(body: str) -> RideEvent:
 def arrival_order(body: str) -> tuple[int, str, int]:
     """Sort key for a batch: each ride's events by version, so an in-batch reordering costs no retry.
 
-    Unparseable bodies sort last; they fail on their own without delaying the others.
+    Unparseable bodies sort last; they fail on their own without delaying the others. A sort key that
+    raised would fail the whole batch before any record ran, so every failure of reading one is caught:
+    `Infinity` as a version (OverflowError), JSON nested too deeply (RecursionError), and the rest.
     """
     try:
         detail: Any = json.loads(body).get("detail", {})
         return (0, str(detail["metadata"]["aggregateId"]), int(detail["metadata"]["version"]))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return (1, "", 0)

@@ -24,12 +24,32 @@ from aws_lambda_powertools.shared.dynamodb_deserializer import TypeDeserializer
 from pydantic import JsonValue, ValidationError
 
 from rideonce.logic.identity import event_identity
-from rideonce.models.events import OutboxRecord, RecordRejected, Rejection, RejectionMetadata, RideEvent
+from rideonce.models.events import (
+    REJECTION_EVENT_TYPE,
+    REJECTION_SOURCE,
+    OutboxRecord,
+    RecordRejected,
+    Rejection,
+    RejectionMetadata,
+    RideEvent,
+)
 
 # Fixed forever: changing it would give every past rejection a new id.
 REJECTION_ID_NAMESPACE = uuid.UUID("0b7d3e55-8a61-4c3f-a2e4-5d9f1c8b6a70")
 # Enough of pydantic's findings to fix the record, few enough to read in a queue message.
 MAX_REPORTED_ISSUES = 5
+
+# EventBridge refuses a PutEvents entry over 256 KiB, counting Source, DetailType and Detail in UTF-8 and the
+# Time as 14 bytes (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html), JSON
+# nested deeper than 1,100 levels and integers outside 64 bits
+# (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html). A rejection must always
+# get through, or the record it carries is lost with the batch around it.
+MAX_ENTRY_BYTES = 256 * 1024
+MAX_DETAIL_BYTES = MAX_ENTRY_BYTES - 14 - len(REJECTION_SOURCE) - len(REJECTION_EVENT_TYPE)
+MAX_RECORD_DEPTH = 64
+INT64 = range(-(2**63), 2**63)
+MAX_REASON_CHARS = 2_000
+MAX_IDENTITY_CHARS = 256
 
 _deserializer = TypeDeserializer()
 
@@ -72,9 +92,13 @@ def enrich(record: JsonValue) -> Enriched:
     if isinstance(record, dict) and record.get("eventName") in NOT_A_CHANGE:
         return NotAChange(event_name=str(record["eventName"]), stream_event_id=stream_event_id(record))
     try:
-        return ride_event(record)
+        event = ride_event(record)
     except MalformedRecordError as error:
         return rejection(record, str(error))
+    size = detail_bytes(event)
+    if size > MAX_DETAIL_BYTES:
+        return rejection(record, f"the ride event would be {size} bytes, over EventBridge's entry limit")
+    return event
 
 
 def ride_event(record: JsonValue) -> RideEvent:
@@ -106,16 +130,73 @@ def ride_event(record: JsonValue) -> RideEvent:
 
 
 def rejection(record: JsonValue, reason: str) -> RecordRejected:
-    """The rejection event; its id derives from the stream record, so a re-run batch rejects it identically."""
+    """The rejection event; its id derives from the stream record, so a re-run batch rejects it identically.
+
+    It always fits one EventBridge entry: a record too large, too deep or with numbers EventBridge refuses
+    is replaced by a marker holding its size, digest and as much of its JSON text as fits.
+    """
     key = f"outbox-rejection#{_record_identity(record)}"
-    return RecordRejected(
-        metadata=RejectionMetadata(
-            event_id=str(uuid.uuid5(REJECTION_ID_NAMESPACE, key)),
-            idempotency_key=key,
-            occurred_at=_approximate_creation(record),
-        ),
-        data=Rejection(reason=reason, record=record),
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[:MAX_REASON_CHARS] + f"... ({len(reason) - MAX_REASON_CHARS} more characters)"
+    metadata = RejectionMetadata(
+        event_id=str(uuid.uuid5(REJECTION_ID_NAMESPACE, key)),
+        idempotency_key=key,
+        occurred_at=_approximate_creation(record),
     )
+    if _publishable(record):
+        whole = RecordRejected(metadata=metadata, data=Rejection(reason=reason, record=record))
+        if detail_bytes(whole) <= MAX_DETAIL_BYTES:
+            return whole
+    return _truncated(metadata, reason, record)
+
+
+def detail_bytes(event: RideEvent | RecordRejected) -> int:
+    """An upper bound on the entry's Detail size: JSON with spaces after separators and every non-ASCII
+    character escaped, which no other serialisation of the same value exceeds."""
+    return len(json.dumps(event.model_dump(mode="json"), ensure_ascii=True))
+
+
+def _truncated(metadata: RejectionMetadata, reason: str, record: JsonValue) -> RecordRejected:
+    """The rejection with the record's canonical JSON cut to fit, marked so nobody takes it for the record."""
+    text = _canonical(record)
+
+    def build(kept: int) -> RecordRejected:
+        marker: dict[str, JsonValue] = {
+            "truncated": True,
+            "originalBytes": len(text.encode()),
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "jsonPrefix": text[:kept],
+        }
+        return RecordRejected(metadata=metadata, data=Rejection(reason=reason, record=marker))
+
+    room = MAX_DETAIL_BYTES - detail_bytes(build(0))
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix whose escaped form fits the room left (quotes excluded)
+        middle = (low + high + 1) // 2
+        if len(json.dumps(text[:middle])) - 2 <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return build(low)
+
+
+def _publishable(value: JsonValue, depth: int = 0) -> bool:
+    """Whether EventBridge takes the value as it is: nesting and integers within its limits."""
+    if depth > MAX_RECORD_DEPTH:
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return True
+    if isinstance(value, int):
+        return value in INT64
+    children = value.values() if isinstance(value, dict) else value
+    return all(_publishable(child, depth + 1) for child in children)
+
+
+def _canonical(record: JsonValue) -> str:
+    try:
+        return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:  # deeper than Python serialises; the Lambda runtime could not have parsed it either
+        return "(nested too deeply to serialise)"
 
 
 def stream_event_id(record: JsonValue) -> str | None:
@@ -146,12 +227,11 @@ def _outbox_record(image: dict[str, Any]) -> OutboxRecord:
 
 
 def _record_identity(record: JsonValue) -> str:
-    """The stream's eventID when there is one, else a digest of the record's canonical JSON."""
+    """The stream's eventID when there is one of sane length, else a digest of the record's canonical JSON."""
     event_id = stream_event_id(record)
-    if event_id is not None:
+    if event_id is not None and len(event_id) <= MAX_IDENTITY_CHARS:
         return event_id
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(_canonical(record).encode()).hexdigest()
 
 
 def _approximate_creation(record: JsonValue) -> datetime | None:

@@ -3,6 +3,7 @@
 Every accepted transition adds 1 to the version and yields exactly one event type.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -100,11 +101,15 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+ETAG = re.compile(r'"[0-9]{1,18}"', re.ASCII)
+
+
 def parse_if_match(header: str | None) -> int | None:
     """The version named by an `If-Match` header; None when absent or `*` (any current version)."""
     if header is None or header.strip() == "*":
         return None
     value = header.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"' and value[1:-1].isdigit():
+    # ASCII digits only: str.isdigit() also passes superscripts and other scripts' digits that int() refuses.
+    if ETAG.fullmatch(value):
         return int(value[1:-1])
     raise MalformedPreconditionError(f'If-Match must be an ETag from GET /rides/{{rideId}}, like "3"; got {value}')

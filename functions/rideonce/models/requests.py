@@ -20,6 +20,10 @@ class AcceptRideRequest(CamelModel):
     driver_id: Identifier
 
 
+class StartRideRequest(CamelModel):
+    """Starting a ride takes no fields: the body may be omitted or `{}`."""
+
+
 class CompleteRideRequest(CamelModel):
     fare: Money
 

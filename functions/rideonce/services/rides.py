@@ -11,6 +11,7 @@ A crash before 3 commits nothing and the lock expires; a crash after 3 leaves a 
 stored response the retry replays. No point in between can apply a change twice or lose it.
 """
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,7 +133,18 @@ class RideService:
             raise ConcurrentChangeError(
                 "the ride changed while this request was being processed: GET it again and retry"
             ) from conflict
+        except Exception:
+            # Our own failure (a bug, DynamoDB unavailable): nothing runs under this key any more, so a retry
+            # must be judged afresh, not told 409 or 422 until the lock expires. If the commit did land, the
+            # key is COMPLETED and the release's condition leaves it alone.
+            self._release_after_failure(scope, token)
+            raise
         return Outcome(response, replayed=False)
+
+    def _release_after_failure(self, scope: str, token: str) -> None:
+        """Release without hiding the original error: if this fails too, the lock's expiry frees the key."""
+        with contextlib.suppress(Exception):
+            self._keys.release(scope, token)
 
     @staticmethod
     def _respond(ride: Ride, created: bool) -> StoredResponse:
