@@ -4,11 +4,14 @@ Each class is handed its client (from a `Target`), so the local stack, a deploye
 stand behind it.
 """
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from rideonce.dal.dynamo import from_item, to_value
 
@@ -23,6 +26,10 @@ MOVE_TASK_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 """ListMessageMoveTasks statuses after which a task moves nothing more."""
 REPLAY_DONE = ("COMPLETED", "CANCELLED", "FAILED")
 """DescribeReplay states after which a replay puts nothing more on the bus."""
+
+
+class ReinsertError(RuntimeError):
+    """An outbox item was deleted and could not be put back; the message carries the item to put by hand."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,16 @@ class Queue:
         ]
 
     def take(self, hold_seconds: int) -> list[Message]:
-        """Every visible message, each hidden from other readers for `hold_seconds` (its visibility timeout)."""
+        """Every visible message, each hidden from other readers for `hold_seconds` (its visibility timeout).
+
+        Long polling (a wait of 1 s): a short poll samples only some of SQS's servers and can answer empty
+        while messages remain; a long poll asks them all.
+        https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html
+        """
         taken: dict[str, Message] = {}
         while True:
             answer = self._client.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=RECEIVE_LIMIT, VisibilityTimeout=hold_seconds, WaitTimeSeconds=0
+                QueueUrl=self.url, MaxNumberOfMessages=RECEIVE_LIMIT, VisibilityTimeout=hold_seconds, WaitTimeSeconds=1
             )
             received = answer.get("Messages", [])
             if not received:
@@ -154,12 +166,18 @@ class Tables:
         Put with `attribute_not_exists`, so a concurrent writer's item is never overwritten.
         """
         self._client.delete_item(TableName=table, Key={name: to_value(value) for name, value in key.items()})
-        self._client.put_item(
-            TableName=table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(#ride)",
-            ExpressionAttributeNames={"#ride": "rideId"},
-        )
+        try:
+            self._client.put_item(
+                TableName=table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#ride)",
+                ExpressionAttributeNames={"#ride": "rideId"},
+            )
+        except ClientError as error:
+            # The item is deleted and not put back: give the operator everything needed to put it by hand.
+            raise ReinsertError(
+                f"{key} was deleted but not put back ({error}); put this item: {json.dumps(item)}"
+            ) from error
 
 
 class Archive:

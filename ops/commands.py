@@ -344,6 +344,8 @@ def replay(
     if state.get("EventLastReplayedTime"):
         report.rows.append(["last event replayed", str(state["EventLastReplayedTime"])])
     report.ok = state.get("State") == "COMPLETED"
+    if state.get("State") not in ("COMPLETED", "CANCELLED", "FAILED"):
+        report.notes.append(f"not finished after {timeout_seconds:.0f} s: run the command again to see its state")
     if state.get("StateReason"):
         report.notes.append(str(state["StateReason"]))
     return report
