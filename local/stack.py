@@ -98,7 +98,7 @@ class LocalStack:
         self.server.stop()
 
     def outputs(self, api_url: str | None = None) -> dict[str, Any]:
-        """Like `aws cloudformation describe-stacks` outputs, plus every resource's physical id."""
+        """Like `aws cloudformation describe-stacks` outputs, plus each resource's id and a function's variables."""
         values = {
             key: str(self.stack.resolve(spec["Value"])) for key, spec in self.stack.cfn.get("Outputs", {}).items()
         }
@@ -107,10 +107,17 @@ class LocalStack:
         resources = {}
         for logical_id, resource in self.stack.resources.items():
             if (logical_id, "Ref") in self.stack.attributes:
-                entry = {"type": resource["Type"], "physicalId": self.stack.ref(logical_id)}
+                entry: dict[str, Any] = {"type": resource["Type"], "physicalId": self.stack.ref(logical_id)}
                 if (logical_id, "Arn") in self.stack.attributes:
                     entry["arn"] = self.stack.get_att(logical_id, "Arn")
                 resources[logical_id] = entry
+            elif resource["Type"] == "AWS::Lambda::Function":
+                # What `aws lambda get-function-configuration` answers on AWS: tools read settings from it.
+                resources[logical_id] = {
+                    "type": resource["Type"],
+                    "physicalId": self.stack.ref(logical_id),
+                    "environment": self.stack.function_environment(logical_id),
+                }
         return {
             "endpoint": self.endpoint,
             "region": self.stack.region,

@@ -17,7 +17,7 @@ import pytest
 from local.http_api import make_handler, run_pipeline
 from local.pipeline import Pipeline
 from local.stack import LocalStack
-from tests.support.target import Target
+from ops.target import Target
 
 STACK_VARIABLE = "AWS_SAM_STACK_NAME"
 

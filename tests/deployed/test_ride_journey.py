@@ -16,7 +16,7 @@ import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
 from mypy_boto3_sqs import SQSClient
 
-from tests.support.target import Target, poll
+from ops.target import Target, poll
 
 pytestmark = pytest.mark.e2e
 

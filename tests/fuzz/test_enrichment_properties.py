@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from local.context import FakeLambdaContext
 from rideonce.handlers import enrichment
-from rideonce.logic.enrichment import MAX_DETAIL_BYTES, detail_bytes, enrich_batch
+from rideonce.logic.enrichment import MAX_DETAIL_BYTES, NotAChange, detail_bytes, enrich_batch
 from rideonce.models.events import RecordRejected, RideEvent
 from tests.fuzz.strategies import JSON, broken
 from tests.unit.test_enrichment import lifecycle, stream_record
@@ -33,10 +33,14 @@ RECORDS = (
 def test_every_record_becomes_one_event_that_fits_an_eventbridge_entry(batch: list[Any]) -> None:
     # When the Pipe hands the batch to the function
     output = enrichment.handler(batch, FakeLambdaContext(function_name="EnrichmentFunction"))  # type: ignore[arg-type]
-    # Then one result per record, in order, each a ride event or a rejection that fits one entry
-    assert len(output) == len(batch)
-    for record, result in zip(batch, enrich_batch(batch), strict=True):
+    # Then one result per record, in order, each a ride event or a rejection that fits one entry; a record
+    # that is no change (MODIFY, REMOVE) forwards nothing
+    results = enrich_batch(batch)
+    assert len(output) == len([result for result in results if not isinstance(result, NotAChange)])
+    for record, result in zip(batch, results, strict=True):
         event_label(type(result).__name__)
+        if isinstance(result, NotAChange):
+            continue
         assert detail_bytes(result) <= MAX_DETAIL_BYTES
         if record in VALID:
             assert isinstance(result, RideEvent)

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from tests.support.target import AWS_ARCHIVE_DELAY_SECONDS, Target
+from ops.target import AWS_ARCHIVE_DELAY_SECONDS, Target
 
 OUTPUTS = {
     "ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com",
@@ -28,8 +28,14 @@ def test_the_local_constructor_reads_the_outputs_file(tmp_path: Path) -> None:
                 "endpoint": "http://127.0.0.1:5000",
                 "region": "us-east-1",
                 "stackName": "rideonce-local",
-                "outputs": {**OUTPUTS, "ApiUrl": "http://127.0.0.1:3000"},
-                "resources": {},
+                "outputs": {**OUTPUTS, "ApiUrl": "http://127.0.0.1:3000", "ReconcilerFunctionName": "local-Reconciler"},
+                "resources": {
+                    "ReconcilerFunction": {
+                        "type": "AWS::Lambda::Function",
+                        "physicalId": "local-Reconciler",
+                        "environment": {"RECONCILE_PERIOD_MINUTES": "5"},
+                    }
+                },
             }
         )
     )
@@ -43,6 +49,9 @@ def test_the_local_constructor_reads_the_outputs_file(tmp_path: Path) -> None:
     assert credentials is not None
     assert credentials.access_key == "local"
     assert target.archive_delay_seconds == 0
+    # And a function's settings come from the file, as Lambda's GetFunctionConfiguration gives them on AWS
+    assert target.function_environment("ReconcilerFunctionName") == {"RECONCILE_PERIOD_MINUTES": "5"}
+    assert target.is_local
 
 
 def test_the_deployed_constructor_reads_the_stacks_outputs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ The window is computed from the event's `time` (when the schedule fired), not fr
 retried invocation judges the same changes as the first attempt.
 """
 
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -13,7 +12,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel
 
-from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.models.ride import format_timestamp
 from rideonce.observability import logger, metrics
 from rideonce.services.reconciler import Reconciler
@@ -29,17 +27,7 @@ class ScheduledEvent(BaseModel):
 @cache
 def reconciler() -> Reconciler:
     """Built on the first run (settings validated here), then reused by the warm container."""
-    settings = ReconcilerSettings.from_env()
-    dynamodb = boto3.client("dynamodb")
-    return Reconciler(
-        OutboxReader(dynamodb, settings.outbox_table_name, settings.outbox_commit_index_name),
-        ProjectionReader(dynamodb, settings.ride_projection_table_name),
-        EventPublisher(
-            boto3.client("events"), settings.event_bus_name, settings.relay_event_source, settings.relay_detail_type
-        ),
-        period=timedelta(minutes=settings.reconcile_period_minutes),
-        grace=timedelta(minutes=settings.reconcile_grace_minutes),
-    )
+    return Reconciler.from_settings(ReconcilerSettings.from_env(), boto3.client("dynamodb"), boto3.client("events"))
 
 
 @logger.inject_lambda_context

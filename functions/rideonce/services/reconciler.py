@@ -8,14 +8,26 @@ events (same idempotency key, same detail), in version order. The consumer drops
 the meantime, so a repair can never apply a change twice.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic.reconcile import Window, buckets, repairs, window
 from rideonce.models.events import RideEvent
 from rideonce.services.rides import utc_now
+from rideonce.settings import ReconcilerSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+
+
+class Publisher(Protocol):
+    """Where republished events go: the bus (EventPublisher), or a dry run's record of what would be put."""
+
+    def publish(self, events: Sequence[RideEvent]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,7 @@ class Reconciler:
         self,
         outbox: OutboxReader,
         projection: ProjectionReader,
-        bus: EventPublisher,
+        bus: Publisher,
         period: timedelta,
         grace: timedelta,
         clock: Callable[[], datetime] = utc_now,
@@ -49,6 +61,24 @@ class Reconciler:
         self._period = period
         self._grace = grace
         self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ReconcilerSettings,
+        dynamodb: "DynamoDBClient",
+        events: "EventBridgeClient",
+        bus: Publisher | None = None,
+    ) -> "Reconciler":
+        """The reconciler the function's settings describe; `bus` replaces the event bus (a dry run's recorder)."""
+        return cls(
+            OutboxReader(dynamodb, settings.outbox_table_name, settings.outbox_commit_index_name),
+            ProjectionReader(dynamodb, settings.ride_projection_table_name),
+            bus
+            or EventPublisher(events, settings.event_bus_name, settings.relay_event_source, settings.relay_detail_type),
+            period=timedelta(minutes=settings.reconcile_period_minutes),
+            grace=timedelta(minutes=settings.reconcile_grace_minutes),
+        )
 
     def run(self, scheduled_at: datetime | None = None) -> ReconcileReport:
         """One scheduled run: the window ends `grace` before the time the schedule fired (or now)."""

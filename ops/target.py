@@ -1,13 +1,16 @@
-"""Where the end-to-end suite runs: a stack's outputs, its API endpoint and how to sign for it.
+"""A stack to operate or test: its outputs, its functions' settings, its API endpoint and how to sign for it.
 
 One abstraction, two constructors: `from_outputs_file` (the local stack's .local/outputs.json: moto's
 endpoint, fake credentials) and `from_stack` (a deployed stack's CloudFormation outputs, the caller's
-credentials). The suite sees only a `Target`, so the code that runs against AWS runs here too.
+credentials). The operations command and the end-to-end suite see only a `Target`, so the code that runs
+against AWS runs on the local stack too.
 
 Requests to the API are SigV4-signed for `execute-api`, as IAM-authorized HTTP API routes require:
 https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-access-control-iam.html
 Stack outputs come from DescribeStacks:
 https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html
+A deployed function's environment variables from GetFunctionConfiguration:
+https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html
 """
 
 import json
@@ -23,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sqs import SQSClient
 
 # Events may reach an archive some time after the bus received them; AWS recommends waiting 10 minutes
@@ -59,6 +64,8 @@ class Target:
     session: boto3.session.Session
     endpoint_url: str | None = None
     archive_delay_seconds: float = 0.0
+    function_environments: dict[str, dict[str, str]] | None = None
+    """The local stack's functions' variables by function name (its outputs file has them); None on AWS."""
     requests: Counter[str] = field(default_factory=Counter)
 
     @classmethod
@@ -73,6 +80,11 @@ class Target:
             outputs=outputs,
             session=session,
             endpoint_url=written["endpoint"],
+            function_environments={
+                resource["physicalId"]: dict(resource["environment"])
+                for resource in written.get("resources", {}).values()
+                if "environment" in resource
+            },
         )
 
     @classmethod
@@ -93,18 +105,34 @@ class Target:
     def region(self) -> str:
         return str(self.session.region_name)
 
+    @property
+    def is_local(self) -> bool:
+        """The local stack (moto behind an endpoint URL), where a few AWS APIs are missing."""
+        return self.endpoint_url is not None
+
+    def function_environment(self, name_output: str) -> dict[str, str]:
+        """The environment variables of the function the output `name_output` names, as Lambda holds them."""
+        function_name = self.outputs[name_output]
+        if self.function_environments is not None:
+            return self.function_environments[function_name]
+        configuration = self.lambda_().get_function_configuration(FunctionName=function_name)
+        return dict(configuration.get("Environment", {}).get("Variables", {}))
+
     def dynamodb(self) -> "DynamoDBClient":
         return self._client("dynamodb")  # type: ignore[no-any-return]
 
-    def events(self) -> "EventBridgeClient":
-        return self._client("events")  # type: ignore[no-any-return]
+    def events(self, config: Config | None = None) -> "EventBridgeClient":
+        return self._client("events", config)  # type: ignore[no-any-return]
+
+    def lambda_(self) -> "LambdaClient":
+        return self._client("lambda")  # type: ignore[no-any-return]
 
     def sqs(self) -> "SQSClient":
         return self._client("sqs")  # type: ignore[no-any-return]
 
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, config: Config | None = None) -> Any:
         """A boto3 client for the target's account; every call it makes is counted under its service."""
-        client = self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        client = self.session.client(service, endpoint_url=self.endpoint_url, config=config)  # type: ignore[call-overload]
 
         def count(**_: Any) -> None:
             self.requests[service] += 1
@@ -125,10 +153,11 @@ class Target:
         assert credentials is not None, "no AWS credentials to sign the request with"
         SigV4Auth(credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(signed)
         prepared = signed.prepare()
-        call = urllib.request.Request(prepared.url, data=data, headers=dict(prepared.headers.items()), method=method)
+        # The stack's own ApiUrl: https on AWS, http on 127.0.0.1 locally; never a user-supplied scheme.
+        call = urllib.request.Request(prepared.url, data=data, headers=dict(prepared.headers.items()), method=method)  # noqa: S310
         self.requests["execute-api"] += 1
         try:
-            with urllib.request.urlopen(call, timeout=30) as response:
+            with urllib.request.urlopen(call, timeout=30) as response:  # noqa: S310
                 return HttpAnswer(response.status, _lowered(response.headers.items()), response.read().decode())
         except urllib.error.HTTPError as error:
             return HttpAnswer(error.code, _lowered(error.headers.items()), error.read().decode())
