@@ -4,8 +4,9 @@ The files in tests/events/ come from tests/events/generate.sh (SAM CLI 1.170) an
 test adapts its file minimally, and says how:
 
 - http-api-proxy: the generator's authorizer block is a JWT one; the routes use IAM authorization, so it
-  becomes the `iam` block API Gateway sends for SigV4 callers. Headers (capitalised, as generated) and the
-  body (base64, as generated) are added or kept as they are.
+  becomes the `iam` block API Gateway sends for SigV4 callers. The generated request names no media type,
+  which the API refuses (415), so a capitalised `Content-Type: application/json` is added; other headers
+  (capitalised, as generated) and the body (base64, as generated) are added or kept as they are.
 - sqs receive-message: the body becomes an EventBridge envelope of a ride event, as the rule delivers it;
   the generated plain-text body is also delivered as it is.
 - dynamodb update: a Pipe hands its enrichment the bare array of stream records, so the enrichment gets
@@ -54,7 +55,7 @@ def http_request(headers: dict[str, str], **changes: Any) -> dict[str, Any]:
             "userId": "AROAEXAMPLE:session-1",
         }
     }
-    event["headers"] = {**event["headers"], **headers}
+    event["headers"] = {**event["headers"], "Content-Type": "application/json", **headers}
     event.update(changes)
     return event
 
@@ -72,7 +73,7 @@ def api_ready(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 def test_the_generated_request_with_a_capitalised_key_creates_a_ride(api_ready: Stack) -> None:
     # Given the generated HTTP API request: capitalised header names, a base64 body
-    event = http_request({"Idempotency-Key": "gen-1", "Content-Type": "application/json"})
+    event = http_request({"Idempotency-Key": "gen-1"})
     assert event["isBase64Encoded"] is True
     # When the API handles it
     result = call(event)
@@ -90,6 +91,14 @@ def test_header_names_are_case_insensitive_for_the_idempotency_key(api_ready: St
     assert (first["statusCode"], retry["statusCode"]) == (201, 201)
     assert retry["headers"]["Idempotent-Replayed"] == "true"
     assert retry["body"] == first["body"]
+
+
+def test_the_generated_request_without_a_media_type_is_a_415(api_ready: Stack) -> None:
+    event = http_request({"Idempotency-Key": "gen-0"})
+    del event["headers"]["Content-Type"]
+    result = call(event)
+    assert result["statusCode"] == 415
+    assert result["headers"]["Content-Type"] == "application/problem+json"
 
 
 def test_the_generated_request_without_a_key_is_a_400(api_ready: Stack) -> None:
