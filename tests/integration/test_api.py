@@ -10,10 +10,15 @@ import boto3
 import pytest
 
 from local.template import Stack
+from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.handlers import api
 from rideonce.logic import idempotency
+from rideonce.logic.errors import RequestInFlightError
 from rideonce.models.idempotency import IdempotencyRecord, KeyStatus
+from rideonce.models.requests import CreateRideRequest
+from rideonce.services.rides import RideService, WriteRequest
+from rideonce.settings import ApiSettings
 from tests.support.api import NEW_RIDE, ApiClient, HttpResponse
 
 OTHER_CALLER = "arn:aws:iam::123456789012:user/someone-else"
@@ -416,29 +421,53 @@ def test_crash_before_commit_then_retry_after_the_lock_expires_applies_once(
 
 
 def test_twenty_concurrent_retries_create_one_ride(client: ApiClient, stack: Stack) -> None:
-    # Given 20 copies of one request, same key
-    events = [client.event("POST", "/rides", NEW_RIDE, key="storm") for _ in range(20)]
-    barrier = threading.Barrier(len(events))
-    responses: list[HttpResponse] = []
+    """Twenty execution environments at once, each with its own client, one key: the race is in DynamoDB.
+
+    Lambda runs one invocation at a time per environment, and the handler module's state (the resolver's
+    current event, the metric set) belongs to one invocation; so each thread here is an environment's
+    service, not the shared handler module.
+    """
+    # Given 20 copies of one request, same key, from 20 environments
+    settings = ApiSettings.from_env()
+    request = WriteRequest(
+        caller="arn:aws:iam::123456789012:user/rider-app",
+        idempotency_key="storm",
+        fingerprint=idempotency.fingerprint("POST", "/rides", NEW_RIDE),
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+    )
+    body = CreateRideRequest.model_validate(NEW_RIDE)
+    barrier = threading.Barrier(20)
+    outcomes: list[tuple[str, str | None]] = []
     lock = threading.Lock()
 
-    def send(event: dict[str, Any]) -> None:
+    def environment() -> None:
+        ddb = boto3.client("dynamodb")
+        service = RideService(
+            RideStore(ddb, settings.rides_table_name, settings.outbox_table_name),
+            IdempotencyStore(ddb, settings.idempotency_table_name),
+            settings,
+        )
         barrier.wait()
-        response = client.send(event)
+        try:
+            outcome = service.create(request, body)
+            result = ("replayed" if outcome.replayed else "created", json.loads(outcome.response.body)["rideId"])
+        except RequestInFlightError:
+            result = ("in flight", None)
         with lock:
-            responses.append(response)
+            outcomes.append(result)
 
     # When they are sent at once
-    threads = [threading.Thread(target=send, args=(event,)) for event in events]
+    threads = [threading.Thread(target=environment) for _ in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    # Then one ride and one outbox record exist; every answer is that ride or "in flight"
+    # Then one ride and one outbox record exist; one environment created it, the others replayed it or were
+    # told it is in flight (409 with Retry-After)
+    assert len(outcomes) == 20
     assert len(scan(stack, "RidesTable")) == 1
     assert len(scan(stack, "OutboxTable")) == 1
     ride_id = scan(stack, "RidesTable")[0]["rideId"]["S"]
-    statuses = sorted(response.status for response in responses)
-    assert set(statuses) <= {201, 409}
-    assert all(response.json["rideId"] == ride_id for response in responses if response.status == 201)
-    assert sum(1 for r in responses if r.status == 201 and "idempotent-replayed" not in r.headers) == 1
+    assert [kind for kind, _ in outcomes].count("created") == 1
+    assert {kind for kind, _ in outcomes} <= {"created", "replayed", "in flight"}
+    assert {ride for _, ride in outcomes if ride is not None} == {ride_id}
