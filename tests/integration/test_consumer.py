@@ -7,14 +7,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import boto3
 import pytest
 
 from local.template import Stack
-from rideonce.dal.consumer import ApplyResult, EffectStore
+from rideonce.dal.consumer import Applied, ApplyResult, EffectStore
 from rideonce.dal.dynamo import to_item
 from rideonce.handlers import consumer
 from rideonce.logic import consumer as consumer_logic
 from rideonce.models.consumer import ProcessedKey
+from rideonce.models.events import RideEvent
+from rideonce.models.ride import Money
+from rideonce.services.consumer import RideEventConsumer
+from rideonce.settings import ConsumerSettings
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 from tests.support.metrics import metrics_emitted
 
@@ -165,30 +170,43 @@ def test_a_poison_message_fails_alone(harness: ConsumerHarness) -> None:
     assert_charged_once_and_complete(harness)
 
 
-def test_two_consumers_with_the_same_message_at_once_charge_once(
-    harness: ConsumerHarness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class StoreThatWaitsForItsTwin(EffectStore):
+    """An effect store whose write waits until a second consumer is about to write too: the race, forced."""
+
+    def __init__(self, settings: ConsumerSettings, both_ready: threading.Barrier) -> None:
+        super().__init__(
+            boto3.client("dynamodb"),
+            settings.processed_keys_table_name,
+            settings.ride_projection_table_name,
+            settings.rider_accounts_table_name,
+        )
+        self._both_ready = both_ready
+
+    def apply(self, event: RideEvent, key: ProcessedKey, charge: Money | None, now: int) -> Applied:
+        self._both_ready.wait(timeout=5)
+        return super().apply(event, key, charge, now)
+
+
+def test_two_consumers_with_the_same_message_at_once_charge_once(harness: ConsumerHarness) -> None:
+    """Two execution environments with one message (SQS delivered it twice): each its own consumer."""
     # Given a ride ready to complete, and two consumers that both reach their write before either makes it
     events = lifecycle("ride-1")
     harness.deliver(*(envelope(event) for event in events[:3]))
     both_ready = threading.Barrier(2)
-    real_apply = EffectStore.apply
-
-    def wait_then_apply(self: EffectStore, *args: Any) -> Any:
-        both_ready.wait(timeout=5)
-        return real_apply(self, *args)
-
-    monkeypatch.setattr(EffectStore, "apply", wait_then_apply)
-    body = envelope(events[3])
-    results: list[list[str]] = []
+    settings = ConsumerSettings.from_env()
+    consumers = [
+        RideEventConsumer(StoreThatWaitsForItsTwin(settings, both_ready), settings.processed_key_ttl_seconds)
+        for _ in range(2)
+    ]
+    verdicts: list[consumer_logic.Verdict] = []
     # When both process the same message
-    threads = [threading.Thread(target=lambda: results.append(harness.deliver(body))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda c=c: verdicts.append(c.handle(events[3]))) for c in consumers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    # Then neither fails and the rider is charged once
-    assert results == [[], []]
+    # Then one applied it, the other dropped it as a duplicate, and the rider is charged once
+    assert sorted(verdicts) == [consumer_logic.Verdict.APPLY, consumer_logic.Verdict.DUPLICATE]
     assert_charged_once_and_complete(harness)
 
 
