@@ -34,8 +34,8 @@ lint: venv  ## ruff
 typecheck: venv  ## mypy (strict)
 	$(BIN)/mypy
 
-template: venv  ## cfn-lint and sam validate --lint
-	$(OFFLINE_AWS) $(BIN)/cfn-lint template.yaml
+template: venv  ## cfn-lint (informational findings included) and sam validate --lint
+	$(OFFLINE_AWS) $(BIN)/cfn-lint -c I -- template.yaml
 	$(OFFLINE_AWS) $(BIN)/sam validate --lint
 
 build: venv  ## sam build (no container)
