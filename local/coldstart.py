@@ -20,7 +20,12 @@ BASELINES = {
     "import boto3": "import boto3",
     'boto3.client("dynamodb")': 'import boto3; boto3.client("dynamodb", region_name="us-east-1")',
 }
-HANDLERS = ("rideonce.handlers.api", "rideonce.handlers.enrichment", "rideonce.handlers.consumer")
+HANDLERS = (
+    "rideonce.handlers.api",
+    "rideonce.handlers.enrichment",
+    "rideonce.handlers.consumer",
+    "rideonce.handlers.reconciler",
+)
 
 _PROBE = "import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
 
