@@ -1,7 +1,8 @@
 """Cold-start import cost of each handler module, as a ratio to boto3's, measured in the same run.
 
 Each sample is a fresh interpreter that times one import with perf_counter; the handlers and the
-baselines alternate, so load on a shared machine touches both alike. Medians are reported. Then the
+baselines alternate, so load on a shared machine touches both alike. Medians are reported. The handlers
+run with the environment every function gets from the template's Globals, as in Lambda. Then the
 enrichment's warm cost per record, on a 10-record batch like the ones the Pipe sends.
 """
 
@@ -10,11 +11,12 @@ import statistics
 import subprocess
 import sys
 import timeit
+from functools import cache
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from local.template import ROOT
+from local.template import ROOT, load_raw
 
 BASELINES = {
     "import boto3": "import boto3",
@@ -30,11 +32,23 @@ HANDLERS = (
 _PROBE = "import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
 
 
+@cache
+def function_environment() -> dict[str, str]:
+    """The variables every function gets from the template's Globals (literal values: no Ref is used there)."""
+    variables = load_raw()["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: str(value) for name, value in variables.items()}
+
+
 def sample(code: str) -> float:
     output = subprocess.run(  # noqa: S603
         [sys.executable, "-c", _PROBE.format(code=code)],
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT / "functions"), "PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        env={
+            **function_environment(),
+            "PYTHONPATH": str(ROOT / "functions"),
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
         capture_output=True,
         text=True,
         check=True,
