@@ -11,9 +11,9 @@ import statistics
 import subprocess
 import sys
 import timeit
-from functools import cache
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from local.template import ROOT, load_raw
