@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from local.context import FakeLambdaContext
 from rideonce.handlers import enrichment
-from rideonce.logic.enrichment import MAX_DETAIL_BYTES, detail_bytes, enrich_batch
+from rideonce.logic.enrichment import MAX_DETAIL_BYTES, NotAChange, detail_bytes, enrich_batch
 from rideonce.models.events import RecordRejected, RideEvent
 from tests.fuzz.strategies import JSON, broken
 from tests.unit.test_enrichment import lifecycle, stream_record
@@ -37,6 +37,7 @@ def test_every_record_becomes_one_event_that_fits_an_eventbridge_entry(batch: li
     assert len(output) == len(batch)
     for record, result in zip(batch, enrich_batch(batch), strict=True):
         event_label(type(result).__name__)
+        assert not isinstance(result, NotAChange)  # forwarded: one output per record
         assert detail_bytes(result) <= MAX_DETAIL_BYTES
         if record in VALID:
             assert isinstance(result, RideEvent)
