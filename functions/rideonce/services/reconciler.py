@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic.reconcile import Window, buckets, repairs, window
 from rideonce.models.events import RideEvent
-from rideonce.services.rides import utc_now
+from rideonce.services.clock import utc_now
 
 
 @dataclass(frozen=True)
