@@ -7,4 +7,4 @@ from rideonce.models.currency import MINOR_UNITS
 
 def test_every_currency_with_minor_units_in_the_published_list_and_nothing_else() -> None:
     published = {currency.code: currency.exponent for currency in iso4217.Currency if currency.exponent is not None}
-    assert MINOR_UNITS == published
+    assert published == MINOR_UNITS
