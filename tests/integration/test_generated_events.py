@@ -5,7 +5,8 @@ test adapts its file minimally, and says how:
 
 - http-api-proxy: the generator's authorizer block is a JWT one; the routes use IAM authorization, so it
   becomes the `iam` block API Gateway sends for SigV4 callers. Headers (capitalised, as generated) and the
-  body (base64, as generated) are added or kept as they are.
+  body (base64, as generated) are added or kept as they are; the generator sends no Content-Type, so the
+  JSON media type the API requires is added.
 - sqs receive-message: the body becomes an EventBridge envelope of a ride event, as the rule delivers it;
   the generated plain-text body is also delivered as it is.
 - dynamodb update: a Pipe hands its enrichment the bare array of stream records, so the enrichment gets
@@ -41,7 +42,7 @@ def generated(name: str) -> dict[str, Any]:
 
 
 def http_request(headers: dict[str, str], **changes: Any) -> dict[str, Any]:
-    """The generated POST /rides, signed by an IAM caller, with the given headers added."""
+    """The generated POST /rides, signed by an IAM caller, sent as JSON, with the given headers added."""
     event = generated("http-api-proxy.json")
     event["requestContext"]["authorizer"] = {
         "iam": {
@@ -54,7 +55,7 @@ def http_request(headers: dict[str, str], **changes: Any) -> dict[str, Any]:
             "userId": "AROAEXAMPLE:session-1",
         }
     }
-    event["headers"] = {**event["headers"], **headers}
+    event["headers"] = {**event["headers"], "Content-Type": "application/json", **headers}
     event.update(changes)
     return event
 
