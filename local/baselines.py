@@ -34,7 +34,7 @@ from rideonce.dal.dynamo import to_item, to_value
 from rideonce.logic.consumer import Verdict, charge_for
 from rideonce.models.consumer import ProcessedKey
 from rideonce.models.events import RideEvent
-from rideonce.services.rides import utc_now
+from rideonce.services.clock import utc_now
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord

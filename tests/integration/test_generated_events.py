@@ -42,7 +42,7 @@ def generated(name: str) -> dict[str, Any]:
 
 
 def http_request(headers: dict[str, str], **changes: Any) -> dict[str, Any]:
-    """The generated POST /rides, signed by an IAM caller, with the given headers added."""
+    """The generated POST /rides, signed by an IAM caller, sent as JSON, with the given headers added."""
     event = generated("http-api-proxy.json")
     event["requestContext"]["authorizer"] = {
         "iam": {

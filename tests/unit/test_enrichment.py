@@ -307,6 +307,10 @@ def test_a_batch_without_non_changes_emits_no_skip_metric(capsys: pytest.Capture
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "an unknown eventName": (lambda record: record.update(eventName="UPSERT"), 'eventName is "UPSERT", not "INSERT"'),
     "no eventName": (lambda record: record.pop("eventName"), 'eventName is null, not "INSERT"'),
+    "an eventName that is a list": (
+        lambda record: record.update(eventName=["MODIFY"]),
+        'eventName is ["MODIFY"], not "INSERT"',
+    ),
     "no NewImage": (lambda record: record["dynamodb"].pop("NewImage"), "has no dynamodb.NewImage"),
     "no event data": (_drop_image(["event", "M", "data"]), "event.data: Field required"),
     "a wrong version": (_set_image(["version"], {"N": "7"}), "the outbox key (rideId, version) must match"),

@@ -26,8 +26,8 @@ from rideonce.logic.consumer import (
     retry_delay,
 )
 from rideonce.observability import logger, metrics
+from rideonce.services.clock import utc_now
 from rideonce.services.consumer import RideEventConsumer
-from rideonce.services.rides import utc_now
 from rideonce.settings import ConsumerSettings
 
 # A batch whose every record failed is still a handled batch: report each failure, do not raise.

@@ -89,8 +89,9 @@ def forwarded(results: Sequence[Enriched]) -> list[RideEvent | RecordRejected]:
 
 def enrich(record: JsonValue) -> Enriched:
     """The ride event the record carries, its rejection, or NotAChange: never an exception for a bad record."""
-    if isinstance(record, dict) and record.get("eventName") in NOT_A_CHANGE:
-        return NotAChange(event_name=str(record["eventName"]), stream_event_id=stream_event_id(record))
+    name = record.get("eventName") if isinstance(record, dict) else None
+    if isinstance(name, str) and name in NOT_A_CHANGE:  # a list or an object is unhashable: a rejection, later
+        return NotAChange(event_name=name, stream_event_id=stream_event_id(record))
     try:
         event = ride_event(record)
     except MalformedRecordError as error:

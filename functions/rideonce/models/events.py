@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from rideonce.models.base import CamelModel
 from rideonce.models.ride import Ride, Timestamp
@@ -73,8 +73,14 @@ REJECTION_SOURCE: Final = "rideonce.relay"
 REJECTION_EVENT_TYPE: Final = "OutboxRecordRejected"
 
 
+# The rejection models are built on the first rejection, not at import: most cold starts never reject a record.
+DEFERRED = ConfigDict(**{**CamelModel.model_config, "defer_build": True})
+
+
 class RejectionMetadata(CamelModel):
     """The envelope of a rejection, with `eventType` and `source` where the bus rules read them."""
+
+    model_config = DEFERRED
 
     event_id: str
     idempotency_key: str
@@ -88,6 +94,8 @@ class RejectionMetadata(CamelModel):
 
 
 class Rejection(CamelModel):
+    model_config = DEFERRED
+
     reason: Annotated[str, Field(description="What is wrong with the record, for the person who redrives it.")]
     record: Annotated[JsonValue, Field(description="The stream record exactly as the Pipe delivered it.")]
 
@@ -98,6 +106,8 @@ class RecordRejected(CamelModel):
     Emitting this instead of raising keeps the rest of the batch flowing: a raised error would re-run the
     whole batch, and the bad record with it, until the Pipe gives up on all of them.
     """
+
+    model_config = DEFERRED
 
     metadata: RejectionMetadata
     data: Rejection

@@ -14,7 +14,7 @@ from rideonce.dal.consumer import ApplyResult, EffectStore
 from rideonce.logic.consumer import OutOfOrderError, Verdict, charge_for, classify
 from rideonce.models.consumer import ProcessedKey
 from rideonce.models.events import RideEvent
-from rideonce.services.rides import utc_now
+from rideonce.services.clock import utc_now
 
 
 class RideEventConsumer:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic.reconcile import Window, buckets, repairs, window
 from rideonce.models.events import RideEvent
-from rideonce.services.rides import utc_now
+from rideonce.services.clock import utc_now
 from rideonce.settings import ReconcilerSettings
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import CommitConflictError, RideStore
@@ -25,6 +25,7 @@ from rideonce.logic.events import outbox_record
 from rideonce.models.idempotency import IdempotencyRecord, KeyStatus, StoredResponse
 from rideonce.models.requests import CreateRideRequest
 from rideonce.models.ride import Ride
+from rideonce.services.clock import utc_now
 from rideonce.settings import ApiSettings
 
 Transition = Callable[[Ride, datetime, int | None], rides.Change]
@@ -45,10 +46,6 @@ class WriteRequest:
 class Outcome:
     response: StoredResponse
     replayed: bool
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:
