@@ -249,7 +249,8 @@ def measure(records: int, runs: int, behind_share: float, say: Any) -> CostRow:
                 )
                 del fleet.behind[ride_id]
         total = meter.total_units()
-        scan = sum(math.ceil(item_size(item) / BLOCK) for item in fleet.outbox) * 0.5
+        # A Scan, like a Query, is charged the sum of the sizes it read, rounded up to 4 KB (eventually consistent).
+        scan = math.ceil(sum(item_size(item) for item in fleet.outbox) / BLOCK) * 0.5
         return CostRow(
             records=records,
             runs=runs,
