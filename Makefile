@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz ops coldstart clean
+.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz ops reconcile-cost coldstart clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ fuzz: venv  ## the fuzz tests alone, with schemathesis's summary and Hypothesis'
 # environment's region and credentials, so none of OFFLINE_AWS.
 ops: venv  ## operate a stack: make ops ARGS="audit" | ARGS="--stack rideonce-dev redrive consumer-dlq --apply"
 	$(LOCAL_ENV) $(BIN)/python -m ops $(ARGS)
+
+reconcile-cost: venv  ## the reconciler's DynamoDB reads per run and per ride change at 10,000 and 100,000 outbox records
+	$(LOCAL_ENV) $(BIN)/python -m local.reconcile_cost $(ARGS)
 
 coldstart: venv  ## handler import times as ratios to boto3's
 	$(LOCAL_ENV) $(BIN)/python -m local.coldstart

@@ -6,15 +6,18 @@ A run, for one seed (local/faults.py decides every fault from it):
 1. Upstream, once: the local stack from template.yaml; simulated riders drive ride lifecycles through the
    API handler with client retries, concurrent duplicates and crashes after the commit; malformed items go
    into the outbox table; the Pipe emulator runs with batches delivered again, PutEvents partial failures
-   and PutEvents duplicates; the bus routes ride events to the consumer queue, which is drained into a
+   and PutEvents duplicates, batches it gives up on (pointers in its DLQ) and stream records trimmed before
+   it read them (changes lost at the relay); the bus routes ride events to the consumer queue, which is drained into a
    capture (a rule firing twice doubles a message there; malformed bodies are sent to the queue as well).
    Then a time window of the bus archive is replayed with `start_replay` and captured too.
 2. Downstream, once per design, on fresh consumer tables: the captured messages go through an SQS queue
    emulated in simulated time to the ConsumerFunction's Lambda handler, unchanged, whose `consumer()` is
    patched to return the design. The design's steps carry the crash points; the same schedule decides
    redeliveries, two consumers of one message, messages held back and crashes for every design. The archive
-   replay arrives with the consumer's clock six hours ahead. At the end the DLQ is redriven to the queue
-   and the consumer runs until quiet again.
+   replay arrives with the consumer's clock six hours ahead. Meanwhile the ReconcilerFunction runs on its
+   schedule in the consumer's simulated time, which starts at the first commit (`ReconcilerSchedule`): what
+   it republishes reaches the design through the bus and the queue, and brings back what the relay lost.
+   At the end the DLQ is redriven to the queue and the consumer runs until quiet again.
 3. The invariants per design, a rich report and the same as JSON. The exit status is 1 when rideonce (or
    the upstream) broke an invariant; the baselines are expected to break some.
 
@@ -39,6 +42,7 @@ import copy
 import heapq
 import importlib
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -90,6 +94,7 @@ from local.faults import (
     FaultyEventBridge,
     Hop,
     PutCall,
+    RelayFaults,
     SeededRideIds,
     Turnstile,
     api_crashes_after_commit,
@@ -97,7 +102,6 @@ from local.faults import (
     instrument_powertools,
     instrument_rideonce,
     lined_up_claims,
-    redeliver_batches,
 )
 from local.functions import LocalFunction, send_output_to
 from local.invariants import Check
@@ -110,6 +114,7 @@ from rideonce.dal.consumer import EffectStore
 from rideonce.dal.dynamo import from_item
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.queue import MessageVisibility
+from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.dal.rides import RideStore
 from rideonce.logic import events as ride_events
 from rideonce.logic import rides as ride_logic
@@ -117,7 +122,9 @@ from rideonce.logic.consumer import Verdict
 from rideonce.models.requests import CreateRideRequest
 from rideonce.models.ride import Location
 from rideonce.services.consumer import RideEventConsumer
+from rideonce.services.reconciler import Reconciler
 from rideonce.services.rides import RideService
+from rideonce.settings import ReconcilerSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -266,6 +273,17 @@ class EffectMetrics:
     order_violations: int
     parked_healthy: int
     unhandled: int
+    lost_before_redrive: int = 0
+    """Outbox records not applied before the final DLQ redrive (a person's step on AWS)."""
+    parked_healthy_before_redrive: int = 0
+    """Ride events in the DLQ before that redrive (on AWS the consumer DLQ alarm fires)."""
+    lost_at_relay: int = 0
+    """Changes the Pipe gave up on or never read (the same for every design)."""
+    repaired: int = 0
+    """Of those, applied: only the reconciler's republished events carry them."""
+    reconciler_runs: int = 0
+    republished: int = 0
+    """Events the reconciler put on the bus again (a lost change's successors too)."""
 
 
 # ---------------------------------------------------------------- upstream
@@ -288,6 +306,13 @@ class Upstream:
     poison_subjects: set[str]
     rides: dict[str, dict[str, Any]]
     outbox_keys: set[tuple[str, int]]
+    outbox_items: list[dict[str, Any]]
+    """The outbox table as the API and the poison left it (DynamoDB JSON), for a design's own stack."""
+    lost_at_relay: set[tuple[str, int]]
+    """Changes whose records the Pipe gave up on or never read: only the reconciler can bring them back."""
+    started_at: float
+    """Epoch seconds just before the first commit: the consumer's simulated clock starts here."""
+    last_commit_at: float
     hops: list[HopRow]
     checks: list[Check]
     faults: dict[str, dict[str, float]]
@@ -398,6 +423,7 @@ def run_upstream(
     stack = local.stack
     seconds: dict[str, float] = {}
     started = time.perf_counter()
+    begun = time.time()
     api_module = importlib.import_module("rideonce.handlers.api")
     ids = SeededRideIds(plan.seed)
 
@@ -434,18 +460,19 @@ def run_upstream(
         api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, new_service())
         traffic = RideTraffic(api, rides=rides, seed=plan.seed, retry_rate=plan.rates[Fault.CLIENT_RETRY])
         bus = FaultyEventBridge(transport.events(), plan, time.time)
+        relay = [RelayFaults(plan, transport.streams()) for _ in pipe_configs(stack)]
         pipes = [
             PipeRunner(
                 config,
                 local.functions[config.enrichment_function].invoke if config.enrichment_function else None,
-                streams=transport.streams(),
+                streams=cast("DynamoDBStreamsClient", faults.streams),
                 events=cast("EventBridgeClient", bus),
                 sqs=sqs,
                 time_scale=0.0,
+                around_delivery=faults.around_delivery,
             )
-            for config in pipe_configs(stack)
+            for config, faults in zip(pipe_configs(stack), relay, strict=True)
         ]
-        batches_again = [redeliver_batches(pipe, plan) for pipe in pipes]
         capture = Capture(sqs, queue_url, plan, poison_bodies)
 
         def pump() -> None:
@@ -480,11 +507,21 @@ def run_upstream(
         seconds["archive replay"] = time.perf_counter() - started
     ledger = traffic.ledger
     rides_table = {item["rideId"]: item for item in _scan(ddb, stack.ref("RidesTable"))}
-    outbox = {(item["rideId"], int(item["version"])) for item in _scan(ddb, stack.ref("OutboxTable"))}
+    outbox_items = _scan_raw(ddb, stack.ref("OutboxTable"))
+    outbox = {(item["rideId"]["S"], int(item["version"]["N"])) for item in outbox_items}
     poison_rides = {f"poison-{index:04d}" for index in range(poison_items)}
     outbox_keys = {key for key in outbox if key[0] not in poison_rides}
+    committed = [_epoch(item["committedAt"]["S"]) for item in outbox_items if "committedAt" in item]
+    given_up = {subject: sequence for faults in relay for subject, sequence in faults.given_up.items()}
+    trimmed = {subject: sequence for faults in relay for subject, sequence in faults.trimmed.items()}
+    lost_at_relay = {key for subject in given_up.keys() | trimmed.keys() if (key := _key_of(subject))}
     quarantined = _quarantined_rides(sqs, stack.ref("QuarantineQueue"))
-    depths = {name: _depth(sqs, stack.ref(name)) for name in ("PipeDeadLetterQueue", "RuleDeadLetterQueue")}
+    # A poison item lost at the relay never reached the enrichment, so it was never quarantined.
+    read_poison = poison_rides - {ride_id for ride_id, _ in lost_at_relay}
+    pointers = _pipe_dead_letters(sqs, stack.ref("PipeDeadLetterQueue"))
+    pointed = [sequence for pointer in pointers for sequence in pointer[:2]]
+    pipe_dlq_exact = sum(pointer[2] for pointer in pointers) == len(given_up) and set(pointed) <= set(given_up.values())
+    rule_dlq = _depth(sqs, stack.ref("RuleDeadLetterQueue"))
     pipe_stats = [pipe.stats for pipe in pipes]
     enrichment_errors = sum(stats.enrichment_errors for stats in pipe_stats)
     server_errors = sum(count for status, count in api.stats.statuses.items() if status >= 500)
@@ -504,11 +541,13 @@ def run_upstream(
             f"{api.faults.crash_retries} retries after a crash, {ledger.client_retries} client retries",
         ),
         Check(
-            "the Pipe and rule DLQs are empty; the quarantine holds exactly the poison outbox items",
-            not any(depths.values()) and set(quarantined) == poison_rides,
-            ", ".join(f"{name} {depth}" for name, depth in depths.items())
-            + f", QuarantineQueue {len(quarantined)} messages for {len(set(quarantined))} of {poison_items} "
-            "poison items",
+            "the Pipe DLQ holds exactly the injected give-ups, the rule DLQ is empty; the quarantine holds "
+            "exactly the poison outbox items the Pipe read",
+            pipe_dlq_exact and rule_dlq == 0 and set(quarantined) == read_poison,
+            f"PipeDeadLetterQueue {len(pointers)} pointers to {sum(pointer[2] for pointer in pointers)} records "
+            f"({len(given_up)} records given up), RuleDeadLetterQueue {rule_dlq}, QuarantineQueue "
+            f"{len(quarantined)} messages for {len(set(quarantined))} of {len(read_poison)} poison items read "
+            f"({poison_items - len(read_poison)} lost at the relay)",
         ),
         Check(
             "no unhandled exception upstream",
@@ -544,14 +583,16 @@ def run_upstream(
         HopRow(
             Hop.STREAM_TO_BUS.value,
             "all",
-            sum(stats.records_read for stats in pipe_stats),
-            sum(again() for again in batches_again) + bus.failed_entries + bus.duplicates_put,
+            sum(stats.records_read for stats in pipe_stats) + len(trimmed),
+            sum(faults.again for faults in relay) + bus.failed_entries + bus.duplicates_put + len(lost_at_relay),
             0,
             events_put,
-            f"{sum(again() for again in batches_again)} batches again, {bus.failed_entries} partial failures "
+            f"{sum(faults.again for faults in relay)} batches again, {bus.failed_entries} partial failures "
             f"({sum(s.bisections for s in pipe_stats)} bisections, {sum(s.retries for s in pipe_stats)} retries, "
             f"{sum(s.enrichment_invocations for s in pipe_stats)} enrichments), {bus.duplicates_put} PutEvents "
-            f"duplicates; {len(quarantined)} rejections quarantined; the Pipe passes duplicates on",
+            f"duplicates; {len(given_up)} records in batches given up ({len(pointers)} DLQ pointers), "
+            f"{len(trimmed)} trimmed before the Pipe read them; {len(quarantined)} rejections quarantined; "
+            "the Pipe passes duplicates on",
         ),
         HopRow(
             Hop.BUS_TO_QUEUE.value,
@@ -580,6 +621,10 @@ def run_upstream(
         poison_subjects=poison_subjects,
         rides=rides_table,
         outbox_keys=outbox_keys,
+        outbox_items=outbox_items,
+        lost_at_relay=lost_at_relay & outbox_keys,
+        started_at=begun,
+        last_commit_at=max(committed, default=begun),
         hops=hops,
         checks=checks,
         faults=plan.summary(tuple(fault for fault, spec in FAULTS.items() if spec.hop is not Hop.QUEUE_TO_CONSUMER)),
@@ -653,6 +698,22 @@ def _replay_window(
 def _scan(client: "DynamoDBClient", table: str) -> list[dict[str, Any]]:
     pages = client.get_paginator("scan").paginate(TableName=table)
     return [from_item(item) for page in pages for item in page.get("Items", [])]
+
+
+def _scan_raw(client: "DynamoDBClient", table: str) -> list[dict[str, Any]]:
+    pages = client.get_paginator("scan").paginate(TableName=table)
+    return [dict(item) for page in pages for item in page.get("Items", [])]
+
+
+def _pipe_dead_letters(sqs: "SQSClient", url: str) -> list[tuple[str, str, int]]:
+    """(first sequence number, last sequence number, batch size) of every pointer in the Pipe's DLQ (read only)."""
+    found: list[tuple[str, str, int]] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            info = json.loads(message["Body"]).get("DDBStreamBatchInfo", {})
+            first, last = str(info.get("startSequenceNumber")), str(info.get("endSequenceNumber"))
+            found.append((first, last, int(info.get("batchSize", 0))))
+    return found
 
 
 def _depth(sqs: "SQSClient", url: str) -> int:
@@ -874,6 +935,96 @@ def powertools_on(clock: SimClock) -> Iterator[None]:
         yield
 
 
+# ---------------------------------------------------------------- the reconciler, on its schedule
+
+
+def scheduled_event(at: datetime, rule_arn: str) -> dict[str, Any]:
+    """The "Scheduled Event" EventBridge sends a scheduled function, fired at `at`.
+
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html
+    """
+    return {
+        "version": "0",
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{rule_arn}@{at.isoformat()}")),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+@dataclass
+class ReconcileRuns:
+    """What the reconciler's runs did for one design."""
+
+    runs: int = 0
+    checked: int = 0
+    republished: int = 0
+    deliveries: int = 0
+    """Messages its republished events put on the consumer queue (a rule may fire twice)."""
+
+
+class ReconcilerSchedule:
+    """ReconcilerFunction on its schedule, in the consumer's simulated time, through its Lambda handler.
+
+    Every ReconcilePeriodMinutes of simulated time (ticks on multiples of the period) the handler gets the
+    Scheduled Event of that moment, so its window is the template's: the two periods that ended
+    ReconcileGraceMinutes before the tick. Its `reconciler()` is the same service built on the design's
+    projection table, as `consumer()` returns the design. What it republishes goes on the real bus, whose
+    rule puts it on the consumer queue; `drain` takes it from there, as the capture takes the Pipe's events.
+    The consumer keeps waiting for ticks until the last commit has been in the windows of two runs.
+    """
+
+    def __init__(
+        self,
+        function: LocalFunction,
+        reconciler: Reconciler,
+        period: timedelta,
+        grace: timedelta,
+        clock: SimClock,
+        last_commit_at: float,
+        drain: Callable[[], list[Delivery]],
+        rule_arn: str,
+    ) -> None:
+        self._function = function
+        self._module = importlib.import_module(function.handler_path.rpartition(".")[0])
+        self._reconciler = reconciler
+        self._period = period.total_seconds()
+        self._clock = clock
+        self._drain = drain
+        self._rule_arn = rule_arn
+        self.next_at = math.floor(clock.now() / self._period) * self._period + self._period
+        self.last_needed_at = last_commit_at + grace.total_seconds() + 2 * self._period
+        self.totals = ReconcileRuns()
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        with mock.patch.object(self._module, "reconciler", return_value=self._reconciler):
+            yield
+
+    def pending(self) -> float | None:
+        """The next tick, while a commit may still be in a run's window; None once every one was judged twice."""
+        return self.next_at if self.next_at <= self.last_needed_at else None
+
+    def run_due(self) -> list[Delivery]:
+        """Every tick up to now, in order; the deliveries their republished events put on the consumer queue."""
+        delivered: list[Delivery] = []
+        while self.next_at <= self._clock.now():
+            tick = datetime.fromtimestamp(self.next_at, UTC)
+            summary = self._function.invoke(scheduled_event(tick, self._rule_arn))
+            self.next_at += self._period
+            self.totals.runs += 1
+            self.totals.checked += int(summary["checked"])
+            self.totals.republished += int(summary["republished"])
+            if summary["republished"]:
+                delivered += self._drain()
+        self.totals.deliveries += len(delivered)
+        return delivered
+
+
 # ---------------------------------------------------------------- the designs
 
 
@@ -947,6 +1098,8 @@ class PhaseStats:
     not_deleted: int = 0
     concurrent_pairs: int = 0
     held_back: int = 0
+    republished: int = 0
+    """Deliveries of events the reconciler republished."""
     parked: int = 0
     first_effect: int = 0
     """Index in the design's effect log where the phase started."""
@@ -965,8 +1118,10 @@ class ConsumerRun:
         function: LocalFunction,
         mapping: SqsMapping,
         queue: SimQueue,
+        schedule: ReconcilerSchedule | None = None,
     ) -> None:
         self.design = design
+        self.schedule = schedule
         self._plan = plan
         self._context = context
         self._clock = clock
@@ -978,6 +1133,10 @@ class ConsumerRun:
         self._phase = PhaseStats()
         self.unhandled: list[str] = []
         self._lock = threading.Lock()
+        self.redriven_healthy = 0
+        """Ride events (not poison) the final redrive took from the DLQ."""
+        self.applied_before_redrive: int | None = None
+        """Effect log entries before the redrive: what took effect with no manual step."""
 
     @property
     def _last_faulty_receive(self) -> int:
@@ -1013,6 +1172,8 @@ class ConsumerRun:
             patches.enter_context(mock.patch.object(self._module, "visibility", visibility))
             patches.enter_context(mock.patch.object(self._module, "parse_message", parse_message))
             patches.enter_context(mock.patch.object(self._module, "record_handler", handle_record))
+            if self.schedule is not None:
+                patches.enter_context(self.schedule.installed())
             yield
 
     def _after_handling(self, handle: Callable[[], Verdict]) -> Verdict:
@@ -1041,6 +1202,11 @@ class ConsumerRun:
         """Send `deliveries` (some held back), then run until the queue is empty."""
         self._phase = PhaseStats(first_effect=len(self.design.log.projections))
         self.phases[name] = self._phase
+        self._send(deliveries)
+        self._until_quiet()
+
+    def _send(self, deliveries: list[Delivery]) -> None:
+        """Onto the queue, some held back so later versions arrive first."""
         low, high = HOLD_SECONDS
         for delivery in deliveries:
             delay = 0.0
@@ -1048,26 +1214,32 @@ class ConsumerRun:
                 delay = low + (high - low) * self._plan.draw(Fault.OUT_OF_ORDER, delivery.subject, -1)
                 self._phase.held_back += 1
             self.queue.send(delivery.body, delivery.subject, delivery.poison, delay)
-        self._until_quiet()
 
     def redrive(self) -> None:
         """Move everything parked in the DLQ back to the queue (a message move task), then run until quiet."""
         assert self.queue.dead_letter is not None
         parked = self.queue.dead_letter.take_all()
+        self.redriven_healthy = sum(not message.poison for message in parked)
+        self.applied_before_redrive = len(self.design.log.projections)
         self.run_phase("DLQ redrive", [Delivery(m.body, m.subject, m.poison) for m in parked])
 
     def _until_quiet(self) -> None:
         deadline = self._clock.now() + QUIET_LIMIT.total_seconds()
         parked_before = self.queue.moved_to_dead_letter
-        while len(self.queue):
+        while True:
+            if self.schedule is not None:
+                republished = self.schedule.run_due()
+                self._phase.republished += len(republished)
+                self._send(republished)
             if self._clock.now() > deadline:
                 raise RuntimeError(f"{self.design.name}: the consumer queue did not go quiet in {QUIET_LIMIT}")
             batch = self.queue.receive(self._mapping.batch_size)
             if not batch:
-                upcoming = self.queue.next_visible_at()
-                if upcoming is None:
+                tick = self.schedule.pending() if self.schedule is not None else None
+                upcoming = [moment for moment in (self.queue.next_visible_at(), tick) if moment is not None]
+                if not upcoming:
                     break
-                self._clock.advance_to(upcoming)
+                self._clock.advance_to(min(upcoming))
                 continue
             pairs = [
                 message
@@ -1201,7 +1373,8 @@ def run_design(name: str, local: LocalStack, upstream: Upstream, plan: FaultPlan
     started = time.perf_counter()
     stack = local.stack
     plan = plan.fork()
-    clock = SimClock(time.time())
+    # From the first commit: the reconciler's windows are commit times, so its ticks must meet them.
+    clock = SimClock(upstream.started_at)
     context = ConsumerContext()
     design = build_design(name, stack, transport, plan, context, clock)
     function = local.functions["ConsumerFunction"]
@@ -1210,14 +1383,15 @@ def run_design(name: str, local: LocalStack, upstream: Upstream, plan: FaultPlan
     redrive = queue_props["RedrivePolicy"]
     dead_letter = SimQueue(clock, 0, 0, None)
     queue = SimQueue(clock, float(queue_props["VisibilityTimeout"]), int(redrive["maxReceiveCount"]), dead_letter)
-    run = ConsumerRun(design, plan, context, clock, function, mapping, queue)
+    schedule = reconciler_schedule(local, design, upstream, plan, transport, clock)
+    run = ConsumerRun(design, plan, context, clock, function, mapping, queue, schedule)
     with run.installed(), powertools_on(clock):
         run.run_phase("live", upstream.live)
         clock.advance(REPLAY_CLOCK_JUMP.total_seconds())
         run.run_phase("archive replay, 6 h later", upstream.replay)
         run.redrive()
     parked = dead_letter.messages()
-    metrics, checks = _design_checks(design, upstream, parked, run.unhandled, transport.dynamodb())
+    metrics, checks = _design_checks(design, upstream, parked, run, transport.dynamodb(), schedule.totals)
     hops = _consumer_hops(design, run)
     failures: Counter[str] = Counter()
     for phase in run.phases.values():
@@ -1232,6 +1406,41 @@ def run_design(name: str, local: LocalStack, upstream: Upstream, plan: FaultPlan
         seconds=round(time.perf_counter() - started, 1),
         failures=dict(failures),
         unhandled=run.unhandled[:20],
+    )
+
+
+def reconciler_schedule(
+    local: LocalStack, design: Design, upstream: Upstream, plan: FaultPlan, transport: Transport, clock: SimClock
+) -> ReconcilerSchedule:
+    """The template's ReconcilerFunction, period and grace, judging this design's projection table."""
+    stack = local.stack
+    settings = ReconcilerSettings.from_env(stack.function_environment("ReconcilerFunction"))
+    client = transport.dynamodb()
+    reconciler = Reconciler(
+        OutboxReader(client, settings.outbox_table_name, settings.outbox_commit_index_name),
+        ProjectionReader(client, design.projection_table),
+        EventPublisher(
+            transport.events(), settings.event_bus_name, settings.relay_event_source, settings.relay_detail_type
+        ),
+        period=timedelta(minutes=settings.reconcile_period_minutes),
+        grace=timedelta(minutes=settings.reconcile_grace_minutes),
+    )
+    capture = Capture(transport.sqs(), stack.ref("RideEventsQueue"), plan, {})
+
+    def drain() -> list[Delivery]:
+        delivered: list[Delivery] = []
+        capture.drain(delivered)
+        return delivered
+
+    return ReconcilerSchedule(
+        local.functions["ReconcilerFunction"],
+        reconciler,
+        timedelta(minutes=settings.reconcile_period_minutes),
+        timedelta(minutes=settings.reconcile_grace_minutes),
+        clock,
+        upstream.last_commit_at,
+        drain,
+        stack.get_att("ReconcilerFunctionEvery", "Arn"),
     )
 
 
@@ -1256,7 +1465,8 @@ def _consumer_hops(design: Design, run: ConsumerRun) -> list[HopRow]:
                 phase.dropped,
                 fresh,
                 f"{phase.not_deleted} not deleted, {phase.concurrent_pairs} concurrent pairs, "
-                f"{phase.crashed_invocations} crashed invocations, {phase.held_back} held back; "
+                f"{phase.crashed_invocations} crashed invocations, {phase.held_back} held back, "
+                f"{phase.republished} republished by the reconciler; "
                 f"{phase.failed} records failed ({', '.join(f'{k} {v}' for k, v in phase.failures.items()) or '-'}); "
                 f"{len(writes) - fresh} duplicate effects; {phase.parked} parked in the DLQ",
             )
@@ -1265,10 +1475,17 @@ def _consumer_hops(design: Design, run: ConsumerRun) -> list[HopRow]:
 
 
 def _design_checks(
-    design: Design, upstream: Upstream, parked: list[SimMessage], unhandled: list[str], client: "DynamoDBClient"
+    design: Design,
+    upstream: Upstream,
+    parked: list[SimMessage],
+    run: ConsumerRun,
+    client: "DynamoDBClient",
+    reconciles: ReconcileRuns,
 ) -> tuple[EffectMetrics, list[Check]]:
     """The end-to-end invariants for one design, from its effect log, its tables and its DLQ."""
+    unhandled = run.unhandled
     writes = Counter(design.log.projections)
+    before_redrive = set(design.log.projections[: run.applied_before_redrive])
     charges = Counter((ride_id, version) for ride_id, version, _ in design.log.charges)
     parked_keys = {key for message in parked if not message.poison and (key := _key_of(message.subject))}
     legit = upstream.outbox_keys
@@ -1279,6 +1496,7 @@ def _design_checks(
     ]
     unknown = set(writes) - legit
     lost = [key for key in legit if writes[key] == 0]
+    lost_before_redrive = [key for key in legit if key not in before_redrive]
     extra_charges = sum(count - 1 for count in charges.values() if count > 1)
     extra_writes = sum(count - 1 for count in writes.values() if count > 1)
     order_violations = 0
@@ -1313,6 +1531,12 @@ def _design_checks(
         order_violations=order_violations,
         parked_healthy=len(healthy_parked),
         unhandled=len(unhandled),
+        lost_before_redrive=len(lost_before_redrive),
+        parked_healthy_before_redrive=run.redriven_healthy,
+        lost_at_relay=len(upstream.lost_at_relay),
+        repaired=sum(1 for key in upstream.lost_at_relay if writes[key] >= 1),
+        reconciler_runs=reconciles.runs,
+        republished=reconciles.republished,
     )
     checks = [
         Check(
@@ -1321,6 +1545,14 @@ def _design_checks(
             f"{len(legit)} records: {sum(1 for k in legit if writes[k] == 1)} applied once, "
             f"{sum(1 for k in legit if writes[k] > 1)} more than once, {len(lost)} never "
             f"({len(parked_keys & legit)} of them parked); {len(unknown)} unknown applied",
+        ),
+        Check(
+            "every outbox record took effect before the DLQ redrive: the reconciler repaired the relay's losses",
+            not lost_before_redrive,
+            f"{len(legit) - len(lost_before_redrive)} of {len(legit)} records applied before the redrive, "
+            f"{len(upstream.lost_at_relay)} lost at the relay and "
+            f"{sum(1 for key in upstream.lost_at_relay if key in before_redrive)} of them republished and applied; "
+            f"{run.redriven_healthy} ride events redriven",
         ),
         Check(
             "the DLQ holds exactly the poison" if upstream.poison_subjects else "the DLQ is empty",
@@ -1495,10 +1727,20 @@ def _design_in_own_stack(name: str, upstream: Upstream, seed: int, rates: FaultR
     local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
     quiet = quiet_handlers()
     try:
-        return run_design(name, local, upstream, FaultPlan(seed, rates), Transport(in_process))
+        transport = Transport(in_process)
+        _restore(transport.dynamodb(), local.stack.ref("OutboxTable"), upstream.outbox_items)
+        return run_design(name, local, upstream, FaultPlan(seed, rates), transport)
     finally:
         quiet()
         local.stop()
+
+
+def _restore(client: "DynamoDBClient", table: str, items: list[dict[str, Any]]) -> None:
+    """Put the upstream's outbox items into this stack's table: the reconciler reads them."""
+    for start in range(0, len(items), 25):
+        pending: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
+        while pending:
+            pending = dict(client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {})
 
 
 def quiet_handlers() -> Callable[[], None]:
@@ -1510,6 +1752,10 @@ def quiet_handlers() -> Callable[[], None]:
     observability = importlib.import_module("rideonce.observability")
     level = observability.logger.log_level
     observability.logger.setLevel("CRITICAL")
+    # The Pipe logs each injected give-up as a warning; the report counts them.
+    pipe_log = logging.getLogger("local.pipe")
+    pipe_level = pipe_log.level
+    pipe_log.setLevel(logging.ERROR)
     sink = open(os.devnull, "w")  # noqa: SIM115 (closed by the returned function)
     send_output_to(sink)
 
@@ -1517,6 +1763,7 @@ def quiet_handlers() -> Callable[[], None]:
         send_output_to(None)
         sink.close()
         observability.logger.setLevel(level)
+        pipe_log.setLevel(pipe_level)
 
     return restore
 
@@ -1565,6 +1812,12 @@ def render(report: ChaosReport, console: Console) -> None:
         ("order violations (older after newer)", "order_violations"),
         ("healthy events parked in the DLQ", "parked_healthy"),
         ("unhandled exceptions", "unhandled"),
+        ("not applied before the DLQ redrive", "lost_before_redrive"),
+        ("healthy events parked before the DLQ redrive", "parked_healthy_before_redrive"),
+        ("changes lost at the relay", "lost_at_relay"),
+        ("  repaired by the reconciler (applied)", "repaired"),
+        ("reconciler runs", "reconciler_runs"),
+        ("  events republished", "republished"),
     ):
         effects.add_row(label, *(str(getattr(report.designs[name].metrics, attribute)) for name in names))
     console.print(effects)

@@ -14,8 +14,10 @@ The injectors wrap the code under test at runtime and change none of it:
   retry) over `RideTraffic`'s own retries; `api_crashes_after_commit` wraps `RideStore.commit`,
   `lined_up_claims` orders a concurrent pair's `IdempotencyStore.claim`s; `SeededRideIds` makes ride ids
   follow from the seed.
-- stream -> Pipe -> bus: `FaultyEventBridge` (PutEvents partial failures and duplicates) and
-  `redeliver_batches` (a batch delivered again), around a `PipeRunner`.
+- stream -> Pipe -> bus: `FaultyEventBridge` (PutEvents partial failures and duplicates), and
+  `RelayFaults` through the runner's declared seams (its streams client and `around_delivery`): a batch
+  delivered again, a batch the Pipe gives up on (to its dead-letter queue) and stream records trimmed
+  before the Pipe read them; the last two lose changes, which only the reconciler brings back.
 - queue -> consumer: `instrument_*` put crash points between each design's steps, a `Turnstile` that makes
   two consumers of one message check before either writes, and an `EffectLog` of every effect written.
 
@@ -38,7 +40,7 @@ from unittest import mock
 from local.apigw import DEFAULT_CALLER_ARN
 from local.baselines import CheckThenWriteConsumer, PowertoolsIdempotencyConsumer
 from local.functions import LocalFunction
-from local.pipe import PipeRunner
+from local.pipe import TargetFailed
 from local.template import Stack
 from local.traffic import ApiCaller, ApiResponse
 from rideonce.dal.consumer import Applied, ApplyResult, EffectStore
@@ -75,6 +77,8 @@ class Fault(StrEnum):
     PIPE_BATCH_AGAIN = "pipe-batch-again"
     PUT_EVENTS_PARTIAL_FAILURE = "put-events-partial-failure"
     PUT_EVENTS_DUPLICATE = "put-events-duplicate"
+    PIPE_GIVES_UP = "pipe-gives-up"
+    STREAM_TRIMMED = "stream-trimmed"
     RULE_FIRES_TWICE = "rule-fires-twice"
     ARCHIVE_REPLAY = "archive-replay"
     POISON_MESSAGE = "poison-message"
@@ -107,6 +111,13 @@ FAULTS: dict[Fault, FaultSpec] = {
         Hop.STREAM_TO_BUS, "PutEvents reports one failed entry: the Pipe re-runs the batch through enrichment"
     ),
     Fault.PUT_EVENTS_DUPLICATE: FaultSpec(Hop.STREAM_TO_BUS, "an accepted entry is put again under a new id"),
+    Fault.PIPE_GIVES_UP: FaultSpec(
+        Hop.STREAM_TO_BUS,
+        "the bus refuses every attempt of a batch: the Pipe bisects, retries, then sends pointers to its DLQ",
+    ),
+    Fault.STREAM_TRIMMED: FaultSpec(
+        Hop.STREAM_TO_BUS, "a stream record is trimmed (24 h) before the Pipe read it: the Pipe never sees it"
+    ),
     Fault.RULE_FIRES_TWICE: FaultSpec(Hop.BUS_TO_QUEUE, "the rule delivers the same EventBridge message twice"),
     Fault.ARCHIVE_REPLAY: FaultSpec(
         Hop.BUS_TO_QUEUE, "a time window of the archive is replayed hours later (rate = share of the run)"
@@ -147,6 +158,8 @@ PER_DELIVERY_CRASHES = (Fault.CRASH_AFTER_PARSE, Fault.CRASH_AFTER_READ, Fault.C
 
 POISON_SHARE = 0.01
 """Poison per ride change, as a share of the headline rate: enough to park some, few enough to read them."""
+LOSS_SHARE = 0.01
+"""Batches given up and records trimmed, as a share of the headline rate: rare on AWS, each a lost change."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +175,8 @@ class FaultRates:
         Two kinds are scaled so they add about `rate` too, rather than being `rate` per occurrence. A crash
         redelivers the whole batch (`batch_size` records), so a crash point passed once per event (the
         effect points) fires at rate / batch_size, and the three every delivery passes (after parsing, after
-        the check, before the delete) at a third of that each. Poison is `rate` x POISON_SHARE per change.
+        the check, before the delete) at a third of that each. Poison is `rate` x POISON_SHARE per change,
+        and the two losses at the relay `rate` x LOSS_SHARE per batch (given up) and per record (trimmed).
         """
         rates = dict.fromkeys(Fault, rate)
         for crash in CONSUMER_CRASHES:
@@ -170,6 +184,7 @@ class FaultRates:
         for crash in PER_DELIVERY_CRASHES:
             rates[crash] = rate / (len(PER_DELIVERY_CRASHES) * batch_size)
         rates[Fault.POISON_OUTBOX_ITEM] = rates[Fault.POISON_MESSAGE] = rate * POISON_SHARE
+        rates[Fault.PIPE_GIVES_UP] = rates[Fault.STREAM_TRIMMED] = rate * LOSS_SHARE
         return cls(rates)
 
     def __getitem__(self, fault: Fault) -> float:
@@ -646,22 +661,80 @@ class FaultyEventBridge:
         return response
 
 
-def redeliver_batches(runner: PipeRunner, plan: FaultPlan) -> Callable[[], int]:
-    """Wrap the runner's delivery so a delivered batch may be delivered again (enriched and put once more).
+class FaultyStreams:
+    """The Pipe's DynamoDB Streams client, with records trimmed before the Pipe read them.
 
-    Returns a function that tells how many batches were delivered again.
+    DynamoDB Streams keep a record 24 hours; a Pipe that falls further behind never reads what was trimmed
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html). A real trim takes the
+    oldest records of a shard; here the seed picks records anywhere, decided once per record, so a record
+    read again (a fresh iterator) stays gone. For the repair it is the same: the change never reaches the bus.
     """
-    deliver = runner._deliver
-    again = [0]
 
-    def deliver_maybe_twice(shard: Any, batch: Any) -> None:
-        deliver(shard, batch)
-        if batch.records and plan.occurs(Fault.PIPE_BATCH_AGAIN, record_subject(batch.records[0])):
-            again[0] += 1
-            deliver(shard, batch)
+    def __init__(self, client: Any, plan: FaultPlan) -> None:
+        self._client = client
+        self._plan = plan
+        self._decided: dict[str, bool] = {}
+        self.trimmed: dict[str, str] = {}
+        """Subject -> sequence number of every record trimmed."""
 
-    _replace(runner, "_deliver", deliver_maybe_twice)
-    return lambda: again[0]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_records(self, **kwargs: Any) -> dict[str, Any]:
+        page: dict[str, Any] = self._client.get_records(**kwargs)
+        kept = []
+        for record in page["Records"]:
+            sequence = str(record["dynamodb"]["SequenceNumber"])
+            subject = record_subject(record)
+            if sequence not in self._decided:
+                self._decided[sequence] = self._plan.occurs(Fault.STREAM_TRIMMED, subject)
+            if self._decided[sequence]:
+                self.trimmed[subject] = sequence
+            else:
+                kept.append(record)
+        return {**page, "Records": kept}
+
+
+class RelayFaults:
+    """The faults at a `PipeRunner`'s target, through its `around_delivery` seam, and its streams client.
+
+    - a batch delivered again: after a delivery, the same batch is enriched and put once more;
+    - a batch given up: at a batch's first attempt the seed may doom its records; every attempt holding a
+      doomed record then fails (`TargetFailed`), so the Pipe bisects, retries each record
+      MaximumRetryAttempts times and sends a pointer per record to its dead-letter queue, as on AWS when
+      the bus keeps refusing. The records never reach the bus.
+    """
+
+    def __init__(self, plan: FaultPlan, streams: Any) -> None:
+        self._plan = plan
+        self.streams = FaultyStreams(streams, plan)
+        self.again = 0
+        self.given_up: dict[str, str] = {}
+        """Subject -> sequence number of every record in a batch the Pipe gave up on."""
+        self._heads: set[str] = set()
+
+    @property
+    def trimmed(self) -> dict[str, str]:
+        return self.streams.trimmed
+
+    def around_delivery(self, records: list[dict[str, Any]], deliver: Callable[[], None]) -> None:
+        if not records:
+            deliver()
+            return
+        subjects = [record_subject(record) for record in records]
+        if any(subject in self.given_up for subject in subjects):
+            raise TargetFailed("injected: the bus refuses every attempt of this batch")
+        head = subjects[0]
+        if head not in self._heads:
+            self._heads.add(head)
+            if self._plan.occurs(Fault.PIPE_GIVES_UP, head):
+                for subject, record in zip(subjects, records, strict=True):
+                    self.given_up[subject] = str(record["dynamodb"]["SequenceNumber"])
+                raise TargetFailed("injected: the bus refuses every attempt of this batch")
+        deliver()
+        if self._plan.occurs(Fault.PIPE_BATCH_AGAIN, head):
+            self.again += 1
+            deliver()
 
 
 # ---------------------------------------------------------------- queue -> consumer

@@ -563,6 +563,16 @@ class _BatchFailure(Exception):
         self.remainder = remainder
 
 
+class TargetFailed(_BatchFailure):
+    """Raised by an `around_delivery` hook instead of delivering: the attempt failed as a target error does
+    (retried, bisected, then given up to the dead-letter queue)."""
+
+
+AroundDelivery = Callable[[list[dict[str, Any]], Callable[[], None]], None]
+"""Called for every attempt with the batch's records and the attempt itself: it delivers by calling the
+attempt (once, or more to deliver the batch again) or fails the attempt by raising `TargetFailed`."""
+
+
 class PipeRunner:
     """Runs one Pipe: `poll()` in a foreground loop, `run_until_quiet()` to drain, `run_forever()` in a thread.
 
@@ -570,6 +580,8 @@ class PipeRunner:
     array of records. `now` gives epoch seconds for record age (a simulation may move it); every wait
     (batching window, retry backoff) is real time multiplied by `time_scale`. `on_event` gets one dict per
     event the bus accepted (see `describe_forwarded`), `on_dead_letter` each dead-letter message body.
+    `around_delivery` is the seam for faults at the target (see `AroundDelivery`); without it every
+    attempt delivers once.
     """
 
     def __init__(
@@ -584,6 +596,7 @@ class PipeRunner:
         now: Callable[[], float] = time.time,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_dead_letter: Callable[[dict[str, Any]], None] | None = None,
+        around_delivery: AroundDelivery | None = None,
     ) -> None:
         if config.enrichment_function is not None and enrich is None:
             raise ValueError(f"{config.logical_id} enriches with {config.enrichment_function}: pass its invoke")
@@ -597,6 +610,7 @@ class PipeRunner:
         self._now = now
         self._on_event = on_event
         self._on_dead_letter = on_dead_letter
+        self._around_delivery = around_delivery
         self._patterns = config.patterns()
         self._lock = threading.RLock()
         self._shards: dict[str, _Shard] = {}
@@ -782,7 +796,10 @@ class PipeRunner:
         batch.attempts += 1
         attempted = len(expired) + len(batch.records)
         try:
-            self._deliver(shard, batch)
+            if self._around_delivery is None:
+                self._deliver(shard, batch)
+            else:
+                self._around_delivery(list(batch.records), lambda: self._deliver(shard, batch))
         except _BatchFailure as failure:
             LOG.info("pipe %s: batch of %d failed: %s", self.config.name, len(batch.records), failure)
             if failure.remainder is not None:

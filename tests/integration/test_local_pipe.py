@@ -13,7 +13,15 @@ import pytest
 
 from local.eventbridge import Messaging, create_messaging
 from local.functions import functions
-from local.pipe import EventPattern, PipeConfig, PipeRunner, describe_forwarded, evaluate_json_path, pipe_configs
+from local.pipe import (
+    EventPattern,
+    PipeConfig,
+    PipeRunner,
+    TargetFailed,
+    describe_forwarded,
+    evaluate_json_path,
+    pipe_configs,
+)
 from local.template import Stack
 from rideonce.handlers import enrichment
 from tests.support.api import NEW_RIDE, ApiClient
@@ -410,6 +418,34 @@ def test_without_bisect_the_whole_batch_is_retried_then_dead_lettered_and_the_sh
     assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (numbers[ride_ids[0]], numbers[ride_ids[2]])
     # And only then did the next batch go through
     assert keys(drain(messaging.queues["RideEventsQueue"])) == [f"ride#{ride_id}#v1" for ride_id in ride_ids[3:]]
+
+
+def test_around_delivery_fails_or_repeats_attempts_as_a_target_would(
+    stack: Stack, messaging: Messaging, client: ApiClient, config: PipeConfig
+) -> None:
+    # Given three rides, a hook that fails every attempt holding the second and delivers the others twice
+    ride_ids = create_rides(client, 3)
+    attempts: list[list[str]] = []
+
+    def around(records: list[dict[str, Any]], deliver: Callable[[], None]) -> None:
+        attempts.append([record_ride_id(record) for record in records])
+        if ride_ids[1] in attempts[-1]:
+            raise TargetFailed("refused")
+        deliver()
+        deliver()
+
+    # When the Pipe runs until quiet with it
+    stats = make_runner(stack, config, around_delivery=around).run_until_quiet()
+    # Then the failing record was bisected out, retried MaximumRetryAttempts times and given up to the DLQ
+    assert attempts[0] == ride_ids
+    assert attempts.count([ride_ids[1]]) == 1 + config.maximum_retry_attempts
+    (dead,) = drain(messaging.queues["PipeDeadLetterQueue"])
+    assert dead["DDBStreamBatchInfo"]["startSequenceNumber"] == sequence_numbers(stack)[ride_ids[1]]
+    assert (stats.retries, stats.records_to_dlq) == (config.maximum_retry_attempts, 1)
+    # And the other records' events reached the bus twice each, in stream order, and the failing one's never
+    assert keys(drain(messaging.queues["RideEventsQueue"])) == [
+        f"ride#{ride_id}#v1" for ride_id in (ride_ids[0], ride_ids[0], ride_ids[2], ride_ids[2])
+    ]
 
 
 def test_records_older_than_the_maximum_age_are_not_retried(
