@@ -1,22 +1,10 @@
 """The load test, small: concurrent HTTP clients retrying with their keys; the invariants hold, not the times."""
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
 from local import load
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def restore_environment() -> Iterator[None]:
-    """The local stack sets AWS_ENDPOINT_URL and the functions' variables; no other test may see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_concurrent_clients_retrying_their_keys_get_one_ride_per_key_and_every_invariant(

@@ -23,15 +23,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def restore_environment() -> Iterator[None]:
-    """The local stack sets AWS_ENDPOINT_URL and the functions' variables; no other test may see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
 def local(restore_environment: None, tmp_path: Path) -> Iterator[LocalStack]:
     stack = LocalStack.start(outputs_file=tmp_path / "outputs.json")
     yield stack

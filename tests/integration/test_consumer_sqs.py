@@ -14,15 +14,20 @@ from local.template import Stack
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 
 
-@pytest.fixture
-def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> SqsPoller:
+def consumer_poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, time_scale: float) -> SqsPoller:
+    """The template's SQS event source in front of the consumer, its waits scaled by `time_scale`."""
     ConsumerHarness(stack, monkeypatch)  # the consumer's environment
     sqs = boto3.client("sqs")
     urls = create_queues(sqs, stack)
     (mapping,) = sqs_mappings(stack)
     consumer = functions(stack)[mapping.function_logical_id]
+    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=time_scale)
+
+
+@pytest.fixture
+def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> SqsPoller:
     # time_scale 0: a failed message is visible again at once instead of after the visibility timeout
-    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=0)
+    return consumer_poller(stack, monkeypatch, time_scale=0)
 
 
 def redrive_policy(stack: Stack) -> dict[str, Any]:
@@ -98,12 +103,8 @@ def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a mapping in real time, and version 2 of a ride whose version 1 has not arrived
-    ConsumerHarness(stack, monkeypatch)
+    poller = consumer_poller(stack, monkeypatch, time_scale=1.0)
     sqs = boto3.client("sqs")
-    urls = create_queues(sqs, stack)
-    (mapping,) = sqs_mappings(stack)
-    consumer = functions(stack)[mapping.function_logical_id]
-    poller = SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=1.0)
     events = lifecycle("ride-1")
     sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[1]))
     first = poller.poll()
@@ -125,12 +126,8 @@ def test_scaled_time_keeps_the_shortened_visibility_shorter_than_the_queue_timeo
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given time scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (1 s) 50 ms
-    ConsumerHarness(stack, monkeypatch)
+    poller = consumer_poller(stack, monkeypatch, time_scale=0.05)
     sqs = boto3.client("sqs")
-    urls = create_queues(sqs, stack)
-    (mapping,) = sqs_mappings(stack)
-    consumer = functions(stack)[mapping.function_logical_id]
-    poller = SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=0.05)
     poison = json.dumps({"detail-type": "RideCompleted", "source": "rideonce.rides", "detail": {"oops": True}})
     early = envelope(lifecycle("ride-1")[2])
     for body in (poison, early):
