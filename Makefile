@@ -61,7 +61,7 @@ demo: venv  ## the whole pipeline on the local stack; options via ARGS, e.g. ARG
 	$(LOCAL_ENV) $(BIN)/python -m local.demo $(ARGS)
 
 local: venv  ## serve the ride API on 127.0.0.1:3000 with the pipeline running behind it
-	$(LOCAL_ENV) $(BIN)/python -m local.http_api $(ARGS)
+	$(LOCAL_ENV) $(BIN)/python -m local.serve $(ARGS)
 
 invoke: venv  ## run one function with an event: make invoke FUNCTION=ApiFunction EVENT=events/api-create-ride.json
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<logical id> EVENT=events/<file>.json"; exit 2; }

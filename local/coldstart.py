@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from local.template import ROOT, load_raw
+from local.aws.template import ROOT, load_raw
 
 BASELINES = {
     "import boto3": "import boto3",
@@ -108,7 +108,7 @@ def outbox_stream_batch(size: int = 10) -> list[dict[str, Any]]:
 
 
 def enrichment_microseconds_per_record(repeats: int = 200) -> float:
-    from local.context import FakeLambdaContext
+    from local.aws.context import FakeLambdaContext
     from rideonce.handlers import enrichment
 
     batch = outbox_stream_batch()

@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from local.functions import send_output_to
-from local.invariants import check_all, scan
-from local.measure import BareBaseline
-from local.pipeline import Pipeline
-from local.stack import STATE_DIR, LocalStack
-from local.traffic import ApiCaller, RideTraffic
+from local.aws.functions import send_output_to
+from local.aws.stack import STATE_DIR, LocalStack
+from local.emulators.pipeline import Pipeline
+from local.workload.invariants import check_all, scan
+from local.workload.measure import BareBaseline
+from local.workload.traffic import ApiCaller, RideTraffic
 
 PUMP_EVERY = 40
 

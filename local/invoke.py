@@ -15,9 +15,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from local.functions import export_environment, functions
-from local.stack import LOCAL_CREDENTIALS, OUTPUTS_FILE, LocalStack
-from local.template import Stack
+from local.aws.functions import export_environment, functions
+from local.aws.stack import LOCAL_CREDENTIALS, OUTPUTS_FILE, LocalStack
+from local.aws.template import Stack
 
 
 def running_endpoint(outputs_file: Path = OUTPUTS_FILE) -> str | None:

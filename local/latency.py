@@ -33,7 +33,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from unittest import mock
 
-from local.chaos import (
+from local.aws.dynamodb import create_table_like
+from local.aws.functions import LocalFunction
+from local.aws.stack import LocalStack
+from local.aws.template import ACCOUNT_ID, REGION
+from local.chaos.faults import CHAOS_TRACEPARENT
+from local.chaos.runner import (
     QUIET_FUNCTIONS,
     SimClock,
     SimQueue,
@@ -43,12 +48,7 @@ from local.chaos import (
     lambda_record,
     quiet_handlers,
 )
-from local.dynamodb import create_table_like
-from local.faults import CHAOS_TRACEPARENT
-from local.functions import LocalFunction
-from local.lambda_sqs import SqsMapping, failed_ids, sqs_mappings
-from local.stack import LocalStack
-from local.template import ACCOUNT_ID, REGION
+from local.emulators.event_source import SqsMapping, failed_ids, sqs_mappings
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.queue import MessageVisibility
 from rideonce.logic import events as ride_events

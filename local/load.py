@@ -1,6 +1,6 @@
 """`make load`: concurrent HTTP clients against the local server, each retrying its requests with the same key.
 
-The server is the one `make local` runs (local/http_api.py), on a free port of 127.0.0.1, with the
+The server is the one `make local` runs (local/emulators/http_api.py), on a free port of 127.0.0.1, with the
 pipeline pumping behind it. Every client drives its own rides through their lifecycle over a keep-alive
 connection and sends each request again with the same Idempotency-Key (as after a timeout). Afterwards
 the pipeline drains and the checks of `make demo` run, plus one more: exactly one ride per creation key.
@@ -19,12 +19,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.functions import send_output_to
-from local.http_api import serve
-from local.invariants import Check, check_all
-from local.pipeline import Pipeline
-from local.stack import STATE_DIR, LocalStack
-from local.traffic import Ledger
+from local.aws.functions import send_output_to
+from local.aws.stack import STATE_DIR, LocalStack
+from local.emulators.http_api import serve
+from local.emulators.pipeline import Pipeline
+from local.workload.invariants import Check, check_all
+from local.workload.traffic import Ledger
 
 FUNCTION_OUTPUT = STATE_DIR / "load-functions.log"
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}

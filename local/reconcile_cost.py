@@ -33,8 +33,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from local.chaos import QUIET_FUNCTIONS, Transport, close_moto_gaps, quiet_handlers
-from local.stack import LocalStack
+from local.aws.stack import LocalStack
+from local.chaos.runner import QUIET_FUNCTIONS, Transport, close_moto_gaps, quiet_handlers
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic import events as ride_events

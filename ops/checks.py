@@ -1,6 +1,6 @@
 """The end-to-end invariants as pure functions of what the tables and queues hold.
 
-One implementation for every caller: `make demo` and `make chaos` (local/invariants.py, with the ledger of
+One implementation for every caller: `make demo` and `make chaos` (local/workload/invariants.py, with the ledger of
 what the API accepted as ground truth) and `python -m ops audit` (any stack, with the rides and outbox
 tables as ground truth). Items are plain dicts as `rideonce.dal.dynamo.from_item` reads them.
 """

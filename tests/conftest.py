@@ -8,9 +8,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local import moto_patches
-from local.dynamodb import create_tables
-from local.template import Stack
+from local.aws import moto_patches
+from local.aws.dynamodb import create_tables
+from local.aws.template import Stack
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.http_api import make_handler, run_pipeline
-from local.pipeline import Pipeline
-from local.stack import LocalStack
+from local.aws.stack import LocalStack
+from local.emulators.http_api import make_handler, run_pipeline
+from local.emulators.pipeline import Pipeline
 from ops.target import Target
 
 STACK_VARIABLE = "AWS_SAM_STACK_NAME"

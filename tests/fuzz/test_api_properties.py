@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st
 
-from local.template import Stack
+from local.aws.template import Stack
 from tests.fuzz.strategies import JSON, broken
 from tests.support.api import NEW_RIDE, ApiClient
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st
 
-from local.context import FakeLambdaContext
-from local.template import Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.template import Stack
 from rideonce.handlers import consumer
 from rideonce.logic.consumer import PoisonMessageError, parse_message
 from tests.fuzz.strategies import JSON, broken

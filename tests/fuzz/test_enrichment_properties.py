@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st
 
-from local.context import FakeLambdaContext
+from local.aws.context import FakeLambdaContext
 from rideonce.handlers import enrichment
 from rideonce.logic.enrichment import MAX_DETAIL_BYTES, NotAChange, detail_bytes, enrich_batch
 from rideonce.models.events import RecordRejected, RideEvent

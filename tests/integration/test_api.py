@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.template import Stack
+from local.aws.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.handlers import api

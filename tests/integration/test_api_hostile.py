@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from local.dynamodb import create_table_like
-from local.template import Stack
+from local.aws.dynamodb import create_table_like
+from local.aws.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.models.requests import CreateRideRequest

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.template import Stack
+from local.aws.template import Stack
 from rideonce.dal.consumer import Applied, ApplyResult, EffectStore
 from rideonce.dal.dynamo import to_item
 from rideonce.handlers import consumer

@@ -7,10 +7,10 @@ from typing import Any
 import boto3
 import pytest
 
-from local.eventbridge import create_queues
-from local.functions import functions
-from local.lambda_sqs import SqsPoller, sqs_mappings
-from local.template import Stack
+from local.aws.functions import functions
+from local.aws.messaging import create_queues
+from local.aws.template import Stack
+from local.emulators.event_source import SqsPoller, sqs_mappings
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 
 

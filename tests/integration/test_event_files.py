@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 import pytest
 
-from local.context import FakeLambdaContext
-from local.eventbridge import create_event_buses
-from local.template import ROOT, Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.messaging import create_event_buses
+from local.aws.template import ROOT, Stack
 from rideonce.handlers import api, consumer, reconciler
 from rideonce.models.requests import CreateRideRequest
 from rideonce.services.rides import RideService, WriteRequest

@@ -27,8 +27,8 @@ from typing import Any
 import boto3
 import pytest
 
-from local.context import FakeLambdaContext
-from local.template import ROOT, Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.template import ROOT, Stack
 from rideonce.handlers import api, consumer, enrichment
 from tests.support.api import ApiClient
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle

@@ -8,10 +8,10 @@ from typing import Any
 import boto3
 import pytest
 
-from local.context import FakeLambdaContext
-from local.eventbridge import create_event_buses
-from local.pipe import EventPattern
-from local.template import Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.messaging import create_event_buses
+from local.aws.template import Stack
+from local.emulators.pipe import EventPattern
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.handlers import reconciler as handler_module

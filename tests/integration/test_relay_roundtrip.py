@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 import pytest
 
-from local.context import FakeLambdaContext
-from local.eventbridge import Messaging, create_messaging
-from local.template import ROOT, Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.messaging import Messaging, create_messaging
+from local.aws.template import ROOT, Stack
 from rideonce.handlers import enrichment
 from tests.support.api import NEW_RIDE, ApiClient
 

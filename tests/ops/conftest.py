@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from local.pipeline import Pipeline
-from local.stack import LocalStack
-from local.traffic import ApiCaller
+from local.aws.stack import LocalStack
+from local.emulators.pipeline import Pipeline
+from local.workload.traffic import ApiCaller
 from ops import cli
 from ops.commands import Report
 from ops.target import Target

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from local.apigw import DEFAULT_CALLER_ARN, route_event, route_table
-from local.context import FakeLambdaContext
-from local.template import Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.template import Stack
+from local.emulators.apigw import DEFAULT_CALLER_ARN, route_event, route_table
 from rideonce.handlers import api
 
 

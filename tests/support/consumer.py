@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from local.context import FakeLambdaContext
-from local.template import ACCOUNT_ID, REGION, Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.template import ACCOUNT_ID, REGION, Stack
 from rideonce.handlers import consumer
 from rideonce.logic import events, rides
 from rideonce.models.events import RideEvent

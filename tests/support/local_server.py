@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from local.template import ROOT
+from local.aws.template import ROOT
 
 
 @contextmanager
@@ -20,7 +20,7 @@ def local_server(workdir: Path) -> Iterator[str]:
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}{os.pathsep}{ROOT}"}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         environment.pop(name, None)
-    command = [sys.executable, "-m", "local.http_api", "--port", "0", "--moto-port", "0"]
+    command = [sys.executable, "-m", "local.serve", "--port", "0", "--moto-port", "0"]
     command += ["--outputs", str(workdir / "outputs.json"), "--time-scale", "0.01"]
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=output, text=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from local.template import Stack
+from local.aws.template import Stack
 
 
 def deployed(stack: Stack) -> dict[str, dict[str, Any]]:

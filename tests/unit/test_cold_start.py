@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from local.aws.template import ROOT
 from local.coldstart import HANDLERS, function_environment
-from local.template import ROOT
 
 SETTINGS_MODELS = ("ApiSettings", "ConsumerSettings", "ReconcilerSettings")
 # Only a rejected stream record needs these.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.template import ROOT, load_raw
+from local.aws.template import ROOT, load_raw
 from rideonce.handlers import consumer, enrichment
 from rideonce.observability import METRIC_NAMESPACE
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.template import ROOT, load_raw
+from local.aws.template import ROOT, load_raw
 
 SAMCONFIG = ROOT / "samconfig.toml"
 DEPLOYING_COMMANDS = ("deploy", "sync")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from local.context import FakeLambdaContext
-from local.template import ROOT
+from local.aws.context import FakeLambdaContext
+from local.aws.template import ROOT
 from rideonce.dal.dynamo import to_item
 from rideonce.handlers import enrichment as handler_module
 from rideonce.logic import rides

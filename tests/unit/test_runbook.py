@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from local.template import ROOT, load_raw
+from local.aws.template import ROOT, load_raw
 from ops import cli
 
 ALARMS = sorted(

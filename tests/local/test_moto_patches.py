@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 
-from local.dynamodb import create_table_like
-from local.template import Stack
+from local.aws.dynamodb import create_table_like
+from local.aws.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.logic import rides as ride_logic

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from moto.core.utils import unix_time_millis
 from moto.sqs.models import sqs_backends
 
-from local.moto_patches import REQUEST_LOCK
-from local.template import Stack
+from local.aws.moto_patches import REQUEST_LOCK
+from local.aws.template import Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

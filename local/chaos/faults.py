@@ -37,12 +37,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from local.apigw import DEFAULT_CALLER_ARN
-from local.baselines import CheckThenWriteConsumer, PowertoolsIdempotencyConsumer
-from local.functions import LocalFunction
-from local.pipe import TargetFailed
-from local.template import Stack
-from local.traffic import ApiCaller, ApiResponse
+from local.aws.functions import LocalFunction
+from local.aws.template import Stack
+from local.designs.baselines import CheckThenWriteConsumer, PowertoolsIdempotencyConsumer
+from local.emulators.apigw import DEFAULT_CALLER_ARN
+from local.emulators.pipe import TargetFailed
+from local.workload.traffic import ApiCaller, ApiResponse
 from rideonce.dal.consumer import Applied, ApplyResult, EffectStore
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from local.template import ACCOUNT_ID, Stack
+from local.aws.template import ACCOUNT_ID, Stack
 
 DEFAULT_CALLER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/local-developer"
 

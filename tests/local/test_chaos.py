@@ -1,6 +1,6 @@
 """Seeded faults at every hop of the local stack: rideonce keeps its promise, the usual designs do not.
 
-A small fleet per seed (`local.chaos.run`: the upstream once, then each consumer design on the same captured
+A small fleet per seed (`local.chaos.runner.run`: the upstream once, then each consumer design on the same captured
 deliveries and the same fault schedule). `python -m local.chaos` is the same run at full size. The two
 faults that lose changes at the relay are rare at full size (a share of the rate); here they are raised so
 that every seed loses some, and the reconciler, on its schedule in simulated time, must bring them back.
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from local import chaos
-from local.faults import Fault, FaultPlan, FaultRates
+from local.chaos import runner as chaos
+from local.chaos.faults import Fault, FaultPlan, FaultRates
 
 pytestmark = pytest.mark.e2e
 

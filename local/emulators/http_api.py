@@ -9,7 +9,6 @@ import argparse
 import base64
 import json
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from local.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
-from local.lambda_sqs import BatchOutcome
-from local.pipe import describe_forwarded
-from local.pipeline import Pipeline
-from local.stack import OUTPUTS_FILE, LocalStack
+from local.aws.stack import OUTPUTS_FILE, LocalStack
+from local.emulators.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
+from local.emulators.event_source import BatchOutcome
+from local.emulators.pipe import describe_forwarded
+from local.emulators.pipeline import Pipeline
 
 # API Gateway's own limit on an HTTP API request's payload; the function refuses far less (MAX_BODY_BYTES).
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
@@ -284,7 +283,3 @@ def main(argv: list[str] | None = None) -> int:
         local.stop()
         log("local", "stopped")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from local.context import FakeLambdaContext
-from local.template import ROOT, Stack
+from local.aws.context import FakeLambdaContext
+from local.aws.template import ROOT, Stack
 
 Handler = Callable[[Any, Any], Any]
 

@@ -1,9 +1,9 @@
 """Everything AWS runs between the outbox table and the consumer's effects, stepped in this process.
 
 moto stores the data and routes EventBridge events to SQS; what it does not run is driven here with
-AWS's semantics: the Pipe (local/pipe.py), the SQS event source mapping (local/lambda_sqs.py) and TTL
-deletion (local/ttl.py). `time_scale` compresses waiting (visibility timeouts, batching windows): 0.01
-turns the queue's 120 s visibility timeout into 1.2 s.
+AWS's semantics: the Pipe (local/emulators/pipe.py), the SQS event source mapping
+(local/emulators/event_source.py) and TTL deletion (local/emulators/ttl.py). `time_scale` compresses
+waiting (visibility timeouts, batching windows): 0.01 turns the queue's 120 s visibility timeout into 1.2 s.
 """
 
 import time
@@ -13,10 +13,10 @@ from typing import Any
 
 import boto3
 
-from local.lambda_sqs import BatchOutcome, SqsPoller, sqs_mappings
-from local.pipe import pipe_runners
-from local.stack import LocalStack
-from local.ttl import TtlSweeper, ttl_attributes
+from local.aws.stack import LocalStack
+from local.emulators.event_source import BatchOutcome, SqsPoller, sqs_mappings
+from local.emulators.pipe import pipe_runners
+from local.emulators.ttl import TtlSweeper, ttl_attributes
 
 
 @dataclass

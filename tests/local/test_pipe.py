@@ -1,4 +1,4 @@
-"""local.pipe: the outbox Pipe of template.yaml, run on moto with AWS's batching, filtering and failure semantics."""
+"""local.emulators.pipe: the outbox Pipe of template.yaml on moto, with AWS's batching, filtering, failures."""
 
 import copy
 import dataclasses
@@ -11,9 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from local.eventbridge import Messaging, create_messaging
-from local.functions import functions
-from local.pipe import (
+from local.aws.functions import functions
+from local.aws.messaging import Messaging, create_messaging
+from local.aws.template import Stack
+from local.emulators.pipe import (
     EventPattern,
     PipeConfig,
     PipeRunner,
@@ -22,7 +23,6 @@ from local.pipe import (
     evaluate_json_path,
     pipe_configs,
 )
-from local.template import Stack
 from rideonce.handlers import enrichment
 from tests.support.api import NEW_RIDE, ApiClient
 

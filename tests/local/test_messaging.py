@@ -1,4 +1,4 @@
-"""local.eventbridge: the template's queues, buses and rules on moto, wired as CloudFormation would wire them."""
+"""local.aws.messaging: the template's queues, buses and rules on moto, wired as CloudFormation would wire them."""
 
 import json
 from typing import Any
@@ -6,8 +6,8 @@ from typing import Any
 import boto3
 import pytest
 
-from local.eventbridge import Messaging, create_messaging
-from local.template import Stack
+from local.aws.messaging import Messaging, create_messaging
+from local.aws.template import Stack
 
 
 @pytest.fixture

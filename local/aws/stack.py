@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from local import moto_patches
-from local.dynamodb import create_tables
-from local.eventbridge import Messaging, create_messaging
-from local.functions import LocalFunction, cold_start, export_environment, functions
-from local.template import REGION, ROOT, Stack
+from local.aws import moto_patches
+from local.aws.dynamodb import create_tables
+from local.aws.functions import LocalFunction, cold_start, export_environment, functions
+from local.aws.messaging import Messaging, create_messaging
+from local.aws.template import REGION, ROOT, Stack
 
 STATE_DIR = ROOT / ".local"
 _last_port = 0
@@ -151,7 +151,7 @@ def _create_archives(stack: Stack) -> dict[str, str]:
 
 
 def _register_pipes(stack: Stack) -> dict[str, str]:
-    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/pipe.py moves the data."""
+    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/emulators/pipe.py moves the data."""
     pipes = boto3.client("pipes")
     names = {}
     for logical_id in stack.of_type("AWS::Pipes::Pipe"):

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from local.context import FakeLambdaContext
+from local.aws.context import FakeLambdaContext
 from rideonce.dal.dynamo import to_item, to_value
 from rideonce.logic.consumer import Verdict, charge_for
 from rideonce.models.consumer import ProcessedKey

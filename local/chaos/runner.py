@@ -1,7 +1,7 @@
 """`python -m local.chaos`: the local stack under seeded faults at every hop, rideonce's consumer beside the
-two usual designs (local/baselines.py), and the end-to-end promise checked for each.
+two usual designs (local/designs/baselines.py), and the end-to-end promise checked for each.
 
-A run, for one seed (local/faults.py decides every fault from it):
+A run, for one seed (local/chaos/faults.py decides every fault from it):
 
 1. Upstream, once: the local stack from template.yaml; simulated riders drive ride lifecycles through the
    API handler with client retries, concurrent duplicates and crashes after the commit; malformed items go
@@ -72,14 +72,11 @@ from moto.core.botocore_stubber import BotocoreStubber
 from rich.console import Console
 from rich.table import Table
 
-from local.baselines import (
-    POWERTOOLS_KEY_ATTRIBUTE,
-    CheckThenWriteConsumer,
-    PowertoolsIdempotencyConsumer,
-    RecordConsumer,
-)
-from local.dynamodb import create_table_like
-from local.faults import (
+from local.aws.dynamodb import create_table_like
+from local.aws.functions import LocalFunction, send_output_to
+from local.aws.stack import STATE_DIR, LocalStack
+from local.aws.template import ACCOUNT_ID, REGION, Stack
+from local.chaos.faults import (
     CHAOS_TRACEPARENT,
     FAULTS,
     PRIMARY,
@@ -103,13 +100,16 @@ from local.faults import (
     instrument_rideonce,
     lined_up_claims,
 )
-from local.functions import LocalFunction, send_output_to
-from local.invariants import Check
-from local.lambda_sqs import SqsMapping, failed_ids, sqs_mappings
-from local.pipe import PipeRunner, pipe_configs
-from local.stack import STATE_DIR, LocalStack
-from local.template import ACCOUNT_ID, REGION, Stack
-from local.traffic import Ledger, RideTraffic
+from local.designs.baselines import (
+    POWERTOOLS_KEY_ATTRIBUTE,
+    CheckThenWriteConsumer,
+    PowertoolsIdempotencyConsumer,
+    RecordConsumer,
+)
+from local.emulators.event_source import SqsMapping, failed_ids, sqs_mappings
+from local.emulators.pipe import PipeRunner, pipe_configs
+from local.workload.invariants import Check
+from local.workload.traffic import Ledger, RideTraffic
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.dynamo import from_item
 from rideonce.dal.idempotency import IdempotencyStore
@@ -207,7 +207,7 @@ _gaps_closed = False
 
 
 def close_moto_gaps() -> None:
-    """Two gaps of moto that a chaos run hits, closed for this process (both belong in local/moto_patches.py).
+    """Two gaps of moto that a chaos run hits, closed for this process (both belong in local/aws/moto_patches.py).
 
     1. moto's event target input builds a JSONPath parser (a yacc table) per path per event: about 6 ms
        per event and target, most of the Pipe's time. Parsed paths are cached.
@@ -1753,7 +1753,7 @@ def quiet_handlers() -> Callable[[], None]:
     level = observability.logger.log_level
     observability.logger.setLevel("CRITICAL")
     # The Pipe logs each injected give-up as a warning; the report counts them.
-    pipe_log = logging.getLogger("local.pipe")
+    pipe_log = logging.getLogger("local.emulators.pipe")
     pipe_level = pipe_log.level
     pipe_log.setLevel(logging.ERROR)
     sink = open(os.devnull, "w")  # noqa: SIM115 (closed by the returned function)
@@ -1904,7 +1904,3 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report.as_json(), indent=2, default=str) + "\n")
     console.print(f"report written to {args.json}")
     return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

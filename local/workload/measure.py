@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 
-from local.dynamodb import create_table_like
-from local.stack import LocalStack
+from local.aws.dynamodb import create_table_like
+from local.aws.stack import LocalStack
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 
-from local.template import Stack
-from local.traffic import Ledger
+from local.aws.template import Stack
+from local.workload.traffic import Ledger
 from ops.checks import (
     Check,
     applied_in_order,

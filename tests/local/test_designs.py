@@ -1,4 +1,4 @@
-"""Our consumer against the two usual designs (local/baselines.py): one fault schedule, and request counts.
+"""Our consumer against the two usual designs (local/designs/baselines.py): one fault schedule, and request counts.
 
 The schedule: a ride's first three events, then its RideCompleted with a crash after the charge and before
 the proof of it (ours: after its one transaction; check-then-write: before the key's PutItem; Powertools:
@@ -16,14 +16,14 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from mypy_boto3_dynamodb import DynamoDBClient
 
-from local.baselines import (
+from local.aws.context import FakeLambdaContext
+from local.aws.template import Stack
+from local.designs.baselines import (
     POWERTOOLS_KEY_ATTRIBUTE,
     CheckThenWriteConsumer,
     PowertoolsIdempotencyConsumer,
     RecordConsumer,
 )
-from local.context import FakeLambdaContext
-from local.template import Stack
 from rideonce.dal.consumer import EffectStore
 from rideonce.logic.consumer import OutOfOrderError, Verdict
 from rideonce.services.consumer import RideEventConsumer

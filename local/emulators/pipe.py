@@ -72,8 +72,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from local.functions import LocalFunction
-from local.template import Stack
+from local.aws.functions import LocalFunction
+from local.aws.template import Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient

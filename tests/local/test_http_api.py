@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from local.http_api import LocalApiServer, serve
-from local.stack import LocalStack
+from local.aws.stack import LocalStack
+from local.emulators.http_api import LocalApiServer, serve
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from local.template import Stack
+from local.aws.template import Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

@@ -14,10 +14,10 @@ import pytest
 from rich.console import Console
 
 from local import demo
-from local.http_api import make_handler
-from local.invariants import scan
-from local.pipeline import Pipeline
-from local.stack import LocalStack
+from local.aws.stack import LocalStack
+from local.emulators.http_api import make_handler
+from local.emulators.pipeline import Pipeline
+from local.workload.invariants import scan
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from local.apigw import DEFAULT_CALLER_ARN, route_event, route_table
-from local.functions import LocalFunction
-from local.template import Stack
+from local.aws.functions import LocalFunction
+from local.aws.template import Stack
+from local.emulators.apigw import DEFAULT_CALLER_ARN, route_event, route_table
 
 
 @dataclass

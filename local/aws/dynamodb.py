@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from local.template import Stack
+from local.aws.template import Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
