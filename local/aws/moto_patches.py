@@ -19,11 +19,19 @@
    took minutes. SendMessage gets the one attribute it reads without the counts, and the retention
    check of ReceiveMessage reads the retention period directly; both compute what moto computes.
    (ReceiveMessage still scans the queue once per call: linear in its depth, no longer quadratic.)
+5. Query cost. moto's Query starts from every item of the table, sorted by key, and then keeps the
+   partition it was asked for (or, on an index, the items whose index keys match) and sorts those again;
+   the first sort makes every Query O(n log n) in the table's size, so the reconciler's index queries
+   and the consumer's per-ride queries slowed a 10,000-change chaos run by an order of magnitude. During
+   a Query, a table query starts from the asked partition alone and an index query from the items
+   unsorted; moto's own filter and final sort still decide the result (a total order on the keys), so it
+   is the result moto returns, at a cost that grows with the partition, not the table.
 
 All are installed by `install()`, once, before any moto backend is used.
 """
 
 import copy
+import inspect
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -62,6 +70,7 @@ def install() -> None:
         )
         assert '"<account>"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE, "moto's envelope template changed"
         _cheap_queue_attributes_while_sending()
+        _query_from_the_partition()
         _installed = True
 
 
@@ -107,6 +116,49 @@ def _cheap_queue_attributes_while_sending() -> None:
     Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
     SQSBackend.send_message = sending  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+
+_querying = threading.local()
+
+
+def _query_from_the_partition() -> None:
+    sorted_items = Table.all_items
+    query = Table.query
+
+    def all_items(table: Table) -> list[Any]:
+        scope = getattr(_querying, "scope", None)
+        if scope is None:
+            return sorted_items(table)
+        if scope.index_name is None and scope.hash_key is not None:
+            partition = table.items.get(scope.hash_key)
+            if partition is None:
+                return []
+            return list(partition.values()) if table.range_key_attr else [partition]
+        if table.range_key_attr:
+            return [item for partition in table.items.values() for item in partition.values()]
+        return list(table.items.values())
+
+    signature = inspect.signature(query)
+
+    @wraps(query)
+    def querying(*args: Any, **kwargs: Any) -> Any:
+        asked = signature.bind(*args, **kwargs).arguments
+        _querying.scope = _QueryScope(asked["hash_key"], asked.get("index_name"))
+        try:
+            return query(*args, **kwargs)
+        finally:
+            _querying.scope = None
+
+    Table.all_items = all_items  # type: ignore[method-assign,assignment]
+    Table.query = querying  # type: ignore[method-assign]
+
+
+class _QueryScope:
+    """What one Query asked for: its partition key on the table, or the index it reads."""
+
+    def __init__(self, hash_key: Any, index_name: str | None) -> None:
+        self.hash_key = hash_key
+        self.index_name = index_name
 
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}
