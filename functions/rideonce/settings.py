@@ -37,6 +37,11 @@ class ConsumerSettings(Settings):
     rider_accounts_table_name: Annotated[str, Field(alias="RIDER_ACCOUNTS_TABLE_NAME", min_length=1)]
     # Longer than the archive's retention, so a replay of anything still archived meets its key.
     processed_key_ttl_seconds: Annotated[int, Field(alias="PROCESSED_KEY_TTL_SECONDS", ge=3_600)] = 35 * 86_400
+    # The queue's maxReceiveCount and the reconciler's schedule: how long an early event may wait for a
+    # predecessor the relay lost before it is parked (logic/consumer.py, `EarlyRetries`).
+    max_receive_count: Annotated[int, Field(alias="MAX_RECEIVE_COUNT", ge=2)]
+    reconcile_period_minutes: Annotated[int, Field(alias="RECONCILE_PERIOD_MINUTES", ge=1)]
+    reconcile_grace_minutes: Annotated[int, Field(alias="RECONCILE_GRACE_MINUTES", ge=1)]
 
 
 class ReconcilerSettings(Settings):

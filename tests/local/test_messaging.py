@@ -55,7 +55,7 @@ def test_queue_attributes_and_redrive_follow_the_template(stack: Stack, messagin
     dlq_url = messaging.queues["ConsumerDeadLetterQueue"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     assert redrive["deadLetterTargetArn"] == dlq_arn
-    assert int(redrive["maxReceiveCount"]) == template["RedrivePolicy"]["maxReceiveCount"]
+    assert int(redrive["maxReceiveCount"]) == int(template["RedrivePolicy"]["maxReceiveCount"])
 
 
 def test_rules_keep_their_pattern_bus_and_targets(stack: Stack, messaging: Messaging) -> None:

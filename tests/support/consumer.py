@@ -84,8 +84,8 @@ class ConsumerHarness:
     def __init__(self, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
         for name, value in stack.function_environment("ConsumerFunction").items():
             monkeypatch.setenv(name, value)
-        consumer.consumer.cache_clear()
-        consumer.visibility.cache_clear()
+        for built in (consumer.settings, consumer.consumer, consumer.retries, consumer.visibility):
+            built.cache_clear()
         self.stack = stack
         self.ddb = boto3.client("dynamodb")
 

@@ -2,9 +2,11 @@
 
 Each record is applied, dropped as a duplicate, or reported failed (early or poison) so SQS retries
 it alone and parks it in the DLQ after maxReceiveCount receives. An early event comes back within
-seconds (its visibility shortened, backing off with its receive count), not after the queue's timeout.
+seconds (its visibility shortened, backing off with its receive count), not after the queue's timeout,
+and its last try waits until the reconciler could have republished a predecessor the relay lost.
 """
 
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -18,12 +20,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.queue import MessageVisibility
 from rideonce.logic.consumer import (
+    EarlyRetries,
     OutOfOrderError,
     PoisonMessageError,
     Verdict,
     arrival_order,
+    early_retries,
     parse_message,
-    retry_delay,
 )
 from rideonce.observability import logger, metrics
 from rideonce.services.clock import utc_now
@@ -37,16 +40,33 @@ _METRIC = {Verdict.APPLY: "EventsApplied", Verdict.DUPLICATE: "DuplicatesDropped
 
 
 @cache
+def settings() -> ConsumerSettings:
+    """Validated on the first batch, then reused by the warm container."""
+    return ConsumerSettings.from_env()
+
+
+@cache
 def consumer() -> RideEventConsumer:
-    """Built on the first batch (settings validated here), then reused by the warm container."""
-    settings = ConsumerSettings.from_env()
+    """Built on the first batch, then reused by the warm container."""
+    config = settings()
     store = EffectStore(
         boto3.client("dynamodb"),
-        settings.processed_keys_table_name,
-        settings.ride_projection_table_name,
-        settings.rider_accounts_table_name,
+        config.processed_keys_table_name,
+        config.ride_projection_table_name,
+        config.rider_accounts_table_name,
     )
-    return RideEventConsumer(store, settings.processed_key_ttl_seconds)
+    return RideEventConsumer(store, config.processed_key_ttl_seconds)
+
+
+@cache
+def retries() -> EarlyRetries:
+    """How soon an early event comes back: in seconds, and lastly after the reconciler could repair its gap."""
+    config = settings()
+    return early_retries(
+        config.max_receive_count,
+        timedelta(minutes=config.reconcile_period_minutes),
+        timedelta(minutes=config.reconcile_grace_minutes),
+    )
 
 
 @cache
@@ -76,7 +96,7 @@ def record_handler(record: SQSRecord) -> Verdict:
         verdict = consumer().handle(event)
     except OutOfOrderError as error:
         metrics.add_metric(name="DeferredOutOfOrder", unit=MetricUnit.Count, value=1)
-        delay = retry_delay(int(record.attributes.approximate_receive_count or 0))
+        delay = retries().delay(int(record.attributes.approximate_receive_count or 0))
         logger.info("deferred: out of order", extra={**fields, "reason": str(error), "retryInSeconds": delay})
         retry_soon(record, delay)
         raise

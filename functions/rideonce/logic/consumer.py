@@ -6,12 +6,15 @@ a replay, a redrive); exactly one above, it is next; further above, its predeces
 """
 
 import json
+from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
+from rideonce.logic.reconcile import repair_horizon
 from rideonce.models.events import EventType, RideEvent
 from rideonce.models.ride import Money
 
@@ -27,28 +30,49 @@ class PoisonMessageError(ValueError):
 
 
 class OutOfOrderError(RuntimeError):
-    """The event's predecessor has not been applied yet; the message is retried soon (see `retry_delay`)."""
+    """The event's predecessor has not been applied yet; the message is retried soon (see `EarlyRetries`)."""
 
 
 FIRST_RETRY_SECONDS = 1
-QUICK_RETRIES = 3
-RETRY_CAP_SECONDS = 120
-"""The queue's visibility timeout: a shortened retry is never later than a plain one."""
+SQS_MAX_VISIBILITY_SECONDS = 43_200 - 60
+"""ChangeMessageVisibility keeps a message invisible at most 12 hours in all since it was received
+(https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html);
+the call comes within the function's timeout after the receive, so a minute is left for it."""
 
 
-def retry_delay(receive_count: int) -> int:
-    """Seconds until an early event's next try, backing off with its receive count: 1, 2, 4, then 120.
+@dataclass(frozen=True)
+class EarlyRetries:
+    """When an early event is tried again: within seconds at first, and its last try only after a
+    predecessor the relay lost has had time to be republished by the reconciler.
 
-    A predecessor late by seconds costs its successor seconds, not the queue's 120 s visibility timeout;
-    three quick tries, doubling, resolve a ride whose events all arrived reversed within seconds. The
-    fourth wait is the queue's timeout again, so a predecessor late by up to 1 + 2 + 4 + 120 = 127 s is
-    still applied before its successor's fifth and last try (with maxReceiveCount 5), and a gap that
-    never fills is parked in the DLQ after those five receives.
+    The waits double from 1 s with the message's receive count (1, 2, 4, ...), so a predecessor late by
+    seconds costs its successor seconds. The wait before the last receive (the queue's maxReceiveCount)
+    stretches to `patience_seconds` in all: a change lost at the relay is republished within the
+    reconciler's grace + 2 periods, so its successors are applied then instead of being parked in the
+    DLQ, where only a person would find them. A gap that outlasts that still parks: a real fault.
     """
-    count = max(receive_count, 1)
-    if count > QUICK_RETRIES:
-        return RETRY_CAP_SECONDS
-    return int(FIRST_RETRY_SECONDS * 2 ** (count - 1))
+
+    max_receive_count: int
+    patience_seconds: int
+
+    def delay(self, receive_count: int) -> int:
+        """Seconds until the next try of an event deferred on its `receive_count`-th receive."""
+        count = max(receive_count, 1)
+        wait = FIRST_RETRY_SECONDS << (count - 1)
+        if count == self.max_receive_count - 1:
+            waited = sum(self.delay(earlier) for earlier in range(1, count))
+            wait = max(wait, self.patience_seconds - waited)
+        return min(wait, SQS_MAX_VISIBILITY_SECONDS)
+
+
+REDELIVERY_MARGIN_SECONDS = 120
+"""The queue's visibility timeout: time for a republished predecessor to arrive and, once, be tried again."""
+
+
+def early_retries(max_receive_count: int, reconcile_period: timedelta, reconcile_grace: timedelta) -> EarlyRetries:
+    """The retries of a stack whose reconciler runs every `reconcile_period`, `reconcile_grace` behind."""
+    horizon = repair_horizon(reconcile_period, reconcile_grace)
+    return EarlyRetries(max_receive_count, int(horizon.total_seconds()) + REDELIVERY_MARGIN_SECONDS)
 
 
 def classify(event_version: int, applied_version: int) -> Verdict:

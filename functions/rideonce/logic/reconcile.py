@@ -53,6 +53,12 @@ def commit_bucket(ride_id: str, committed_at: datetime) -> str:
     return f"{committed_at.astimezone(UTC):%Y-%m-%dT%H}#{shard}"
 
 
+def repair_horizon(period: timedelta, grace: timedelta) -> timedelta:
+    """How long after its commit a change the relay lost may wait for its republication: the second of the
+    two runs that judge it starts at most grace + 2 x period after the commit (see `window`)."""
+    return grace + 2 * period
+
+
 def window(now: datetime, period: timedelta, grace: timedelta) -> Window:
     """The commits a run at `now` judges: old enough to have taken effect, and covered by two runs."""
     end = now - grace
