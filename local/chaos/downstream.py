@@ -1,33 +1,37 @@
 """One consumer design behind the ConsumerFunction's Lambda handler, fed from the simulated queue under faults.
 
-The handler runs unchanged, with the consumer-side faults around it: redeliveries, two consumers of one
+The handler runs unchanged, built by its own `batch_handler` with the design as its consumer (through
+`FaultedConsumer`), the simulated queue's ChangeMessageVisibility and a batch processor that counts each
+failed record; around it the consumer-side faults: redeliveries, two consumers of one
 message, messages held back and crashes, decided by the same schedule for every design. Faults never
 fire on one of a message's last two receives before the DLQ: at 30% per hop a healthy message would
 otherwise park by bad luck alone, which says nothing about a design. A message parks only when the
 consumer itself keeps refusing it, as with poison.
 """
 
-import importlib
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
-from unittest import mock
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.base import FailureResponse
+from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 
 from local.aws.functions import LocalFunction
 from local.chaos.bus_faults import Delivery
-from local.chaos.consumer_faults import ConsumerContext, EffectLog
+from local.chaos.consumer_faults import ChaosSteps, EffectLog, FaultedConsumer
 from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
 from local.chaos.reconcile import ReconcilerSchedule
 from local.chaos.simqueue import SimClock, SimMessage, SimQueue, SimSqs, lambda_record
-from local.designs.baselines import RecordConsumer
 from local.emulators.event_source import SqsMapping, failed_ids
 from rideonce.dal.queue import MessageVisibility
-from rideonce.logic.consumer import Verdict
+from rideonce.handlers import consumer as consumer_handler
+from rideonce.handlers.consumer import RecordConsumer
+from rideonce.logic.consumer import Verdict, parse_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,17 +46,32 @@ QUIET_LIMIT = timedelta(days=30)
 
 
 @dataclass
-class Design:
-    """A consumer design behind the record-level interface: the Lambda handler's instance and a second one."""
+class DesignUnderTest:
+    """A consumer design's two instances (the handler's and a second consumer's), each with its own steps."""
 
     name: str
     primary: RecordConsumer
     second: RecordConsumer
+    primary_steps: ChaosSteps
+    second_steps: ChaosSteps
     projection_table: str
     accounts_table: str
     log: EffectLog
     expected_failures: frozenset[str]
     """Record failures the design raises on purpose (the message is retried); anything else is unhandled."""
+
+
+class FailureCounter(BatchProcessor):
+    """The handler's batch processor, as deployed, telling `on_failure` of every record that failed."""
+
+    def __init__(self, on_failure: Callable[[BaseException], None]) -> None:
+        super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        self._on_failure = on_failure
+
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
+        if exception[1] is not None:
+            self._on_failure(exception[1])
+        return super().failure_handler(record, exception)
 
 
 @dataclass
@@ -77,9 +96,8 @@ class ConsumerRun:
 
     def __init__(
         self,
-        design: Design,
+        design: DesignUnderTest,
         plan: FaultPlan,
-        context: ConsumerContext,
         clock: SimClock,
         function: LocalFunction,
         mapping: SqsMapping,
@@ -89,12 +107,10 @@ class ConsumerRun:
         self.design = design
         self.schedule = schedule
         self._plan = plan
-        self._context = context
         self._clock = clock
         self._function = function
         self._mapping = mapping
         self.queue = queue
-        self._module = importlib.import_module(function.handler_path.rpartition(".")[0])
         self.phases: dict[str, PhaseStats] = {}
         self._phase = PhaseStats()
         self.unhandled: list[str] = []
@@ -103,60 +119,26 @@ class ConsumerRun:
         """Ride events (not poison) the final redrive took from the DLQ."""
         self.applied_before_redrive: int | None = None
         """Effect log entries before the redrive: what took effect with no manual step."""
+        self._primary = FaultedConsumer(design.primary, design.primary_steps, self._verdict)
+        self._second = FaultedConsumer(design.second, design.second_steps, self._verdict)
+        visibility = MessageVisibility(cast("SQSClient", SimSqs(queue)))
+        primary = self._primary
+        self._handler = consumer_handler.batch_handler(
+            lambda record: consumer_handler.handle_record(record, lambda: primary, lambda: visibility),
+            FailureCounter(self._failure),
+        )
+        """The ConsumerFunction's handler with the design as its consumer, on the simulated queue."""
 
     @property
     def _last_faulty_receive(self) -> int:
         """Faults fire on a message's receives up to this one; its last two before the DLQ are fault-free."""
         return self.queue.max_receive_count - 2
 
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        """The handler module's `consumer()` returns the design and its `visibility()` acts on the simulated
-        queue; parsing and the record handler get crash points."""
-        parse = self._module.parse_message
-        record_handler = self._module.record_handler
-        context, plan = self._context, self._plan
-
-        def parse_message(body: str) -> Any:
-            event = parse(body)
-            if context.faults_allowed and plan.occurs(Fault.CRASH_AFTER_PARSE, context.key()):
-                raise Crash(Fault.CRASH_AFTER_PARSE, context.key())
-            return event
-
-        def handle_record(record: Any) -> Verdict:
-            context.subject = self.queue.subject_of(record.message_id)
-            return self._after_handling(lambda: record_handler(record))
-
-        def consumer() -> RecordConsumer:
-            return self.design.primary
-
-        def visibility() -> MessageVisibility:
-            return MessageVisibility(cast("SQSClient", SimSqs(self.queue)))
-
-        with ExitStack() as patches:
-            patches.enter_context(mock.patch.object(self._module, "consumer", consumer))
-            patches.enter_context(mock.patch.object(self._module, "visibility", visibility))
-            patches.enter_context(mock.patch.object(self._module, "parse_message", parse_message))
-            patches.enter_context(mock.patch.object(self._module, "record_handler", handle_record))
-            if self.schedule is not None:
-                patches.enter_context(self.schedule.installed())
-            yield
-
-    def _after_handling(self, handle: Callable[[], Verdict]) -> Verdict:
-        """Count the verdict or the failure, then maybe crash after the record was reported, before the delete."""
-        try:
-            verdict = handle()
-        except Exception as error:
-            self._failure(error)
-            raise
+    def _verdict(self, verdict: Verdict) -> None:
         with self._lock:
             self._phase.dropped += verdict is Verdict.DUPLICATE
-        context = self._context
-        if context.faults_allowed and self._plan.occurs(Fault.CRASH_BEFORE_DELETE, context.key()):
-            raise Crash(Fault.CRASH_BEFORE_DELETE, context.key())
-        return verdict
 
-    def _failure(self, error: Exception) -> None:
+    def _failure(self, error: BaseException) -> None:
         kind = type(error).__name__
         with self._lock:
             self._phase.failed += 1
@@ -223,14 +205,15 @@ class ConsumerRun:
 
     def _invoke(self, messages: list[SimMessage], gate: Turnstile | None = None) -> set[str]:
         """One invocation of the function with these messages; the ids of those that must stay on the queue."""
-        context = self._context
-        context.role, context.gate = PRIMARY, gate
-        context.faults_allowed = all(m.receive_count <= self._last_faulty_receive for m in messages)
+        steps = self.design.primary_steps
+        steps.gate = gate
+        steps.faults_allowed = all(m.receive_count <= self._last_faulty_receive for m in messages)
         ids = [message.message_id for message in messages]
         with self._lock:
             self._phase.deliveries += len(messages)
         try:
-            response = self._function.invoke({"Records": [self._record(message) for message in messages]})
+            event = {"Records": [self._record(message) for message in messages]}
+            response = self._function.invoke(event, handler=self._handler)
         except Crash:
             with self._lock:
                 self._phase.crashed_invocations += 1
@@ -240,7 +223,7 @@ class ConsumerRun:
                 self.unhandled.append(f"invocation failed: {type(error).__name__}: {error}")
             return set(ids)
         finally:
-            context.gate = None
+            steps.gate = None
         return self._failed_ids(response, ids)
 
     def _settle(self, messages: list[SimMessage], failed: set[str]) -> None:
@@ -294,21 +277,21 @@ class ConsumerRun:
 
     def _second_consumer(self, message: SimMessage, gate: Turnstile) -> bool:
         """The second consumer: parse and handle the message at record level; True when it would delete it."""
-        context = self._context
-        context.role, context.gate, context.subject = SECOND, gate, message.subject
-        context.faults_allowed = True
+        steps = self.design.second_steps
+        steps.gate = gate
         with self._lock:
             self._phase.deliveries += 1
         try:
-            self._after_handling(lambda: self.design.second.handle(self._module.parse_message(message.body)))
+            self._second.handle(parse_message(message.body))
         except Crash:
             with self._lock:
                 self._phase.crashed_invocations += 1
             return False
-        except Exception:  # counted by _after_handling; the message stays for a retry
+        except Exception as error:  # the message stays for a retry
+            self._failure(error)
             return False
         finally:
-            context.gate = None
+            steps.gate = None
         return True
 
     def _failed_ids(self, response: Any, ids: list[str]) -> set[str]:

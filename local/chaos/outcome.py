@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from local.chaos.bus_faults import key_of
-from local.chaos.downstream import ConsumerRun, Design
+from local.chaos.downstream import ConsumerRun
+from local.chaos.downstream import DesignUnderTest as Design
 from local.chaos.reconcile import ReconcileRuns
 from local.chaos.report import EffectMetrics, HopRow
 from local.chaos.simqueue import SimMessage

@@ -4,15 +4,12 @@ What it republishes goes on the real bus, whose rule puts it on the consumer que
 from there, as it takes the Pipe's events, and the consumer design receives it like any other delivery.
 """
 
-import importlib
 import math
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from unittest import mock
 
 from local.aws.functions import LocalFunction
 from local.aws.stack import LocalStack
@@ -22,6 +19,7 @@ from local.chaos.bus_faults import Capture, Delivery
 from local.chaos.plan import FaultPlan
 from local.chaos.simqueue import SimClock
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
+from rideonce.handlers import reconciler as reconciler_handler
 from rideonce.services.reconciler import Reconciler
 from rideonce.settings import ReconcilerSettings
 
@@ -60,8 +58,8 @@ class ReconcilerSchedule:
 
     Every ReconcilePeriodMinutes of simulated time (ticks on multiples of the period) the handler gets the
     Scheduled Event of that moment, so its window is the template's: the two periods that ended
-    ReconcileGraceMinutes before the tick. Its `reconciler()` is the same service built on the design's
-    projection table, as `consumer()` returns the design. What it republishes goes on the real bus, whose
+    ReconcileGraceMinutes before the tick. The handler is the function's own `scheduled_handler` over the
+    same service built on the design's projection table. What it republishes goes on the real bus, whose
     rule puts it on the consumer queue; `drain` takes it from there, as the capture takes the Pipe's events.
     The consumer keeps waiting for ticks until the last commit has been in the windows of two runs.
     """
@@ -78,8 +76,7 @@ class ReconcilerSchedule:
         rule_arn: str,
     ) -> None:
         self._function = function
-        self._module = importlib.import_module(function.handler_path.rpartition(".")[0])
-        self._reconciler = reconciler
+        self._handler = reconciler_handler.scheduled_handler(lambda: reconciler)
         self._period = period.total_seconds()
         self._clock = clock
         self._drain = drain
@@ -87,11 +84,6 @@ class ReconcilerSchedule:
         self.next_at = math.floor(clock.now() / self._period) * self._period + self._period
         self.last_needed_at = last_commit_at + grace.total_seconds() + 2 * self._period
         self.totals = ReconcileRuns()
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        with mock.patch.object(self._module, "reconciler", return_value=self._reconciler):
-            yield
 
     def pending(self) -> float | None:
         """The next tick, while a commit may still be in a run's window; None once every one was judged twice."""
@@ -102,7 +94,7 @@ class ReconcilerSchedule:
         delivered: list[Delivery] = []
         while self.next_at <= self._clock.now():
             tick = datetime.fromtimestamp(self.next_at, UTC)
-            summary = self._function.invoke(scheduled_event(tick, self._rule_arn))
+            summary = self._function.invoke(scheduled_event(tick, self._rule_arn), handler=self._handler)
             self.next_at += self._period
             self.totals.runs += 1
             self.totals.checked += int(summary["checked"])

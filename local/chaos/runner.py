@@ -51,7 +51,7 @@ from local.chaos.design_run import run_design
 from local.chaos.plan import Fault, FaultPlan, FaultRates
 from local.chaos.report import ChaosReport, DesignResult, render
 from local.chaos.upstream import CHANGES_PER_RIDE, Upstream, run_upstream
-from local.designs import CHECK_THEN_WRITE, DESIGNS, POWERTOOLS, RIDEONCE
+from local.designs import DESIGNS, REGISTRY
 from local.emulators.event_source import sqs_mappings
 
 if TYPE_CHECKING:
@@ -132,10 +132,6 @@ def run(
     )
 
 
-DESIGN_COST = {POWERTOOLS: 3, RIDEONCE: 2, CHECK_THEN_WRITE: 1}
-"""Relative consumer time (Powertools writes on every delivery), to start the longest first."""
-
-
 def _run_designs(
     designs: tuple[str, ...],
     local: LocalStack,
@@ -145,7 +141,7 @@ def _run_designs(
     workers: int,
     say: Callable[[str], None],
 ) -> dict[str, DesignResult]:
-    ordered = sorted(designs, key=lambda name: -DESIGN_COST[name])
+    ordered = sorted(designs, key=lambda name: -REGISTRY[name].cost)  # the longest first
     elsewhere = ordered[: max(0, min(workers, len(ordered)) - 1)]
     here = [name for name in ordered if name not in elsewhere]
     results: dict[str, DesignResult] = {}
@@ -223,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--changes", type=int, help=f"ride changes to make at least (default {DEFAULT_CHANGES})")
     size.add_argument("--rides", type=int, help="rides to simulate instead (about 3.7 changes each)")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="extra deliveries per hop (default 0.3)")
-    parser.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, from {', '.join(DESIGNS)}")
+    parser.add_argument(
+        "--designs",
+        default=",".join(DESIGNS),
+        help="comma-separated, from: " + "; ".join(f"{name} ({row.description})" for name, row in REGISTRY.items()),
+    )
     parser.add_argument("--transport", choices=("in-process", "http"), default="in-process")
     parser.add_argument(
         "--workers",
