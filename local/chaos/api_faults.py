@@ -1,20 +1,19 @@
 """Faults at the first two hops, client -> API and API -> tables.
 
 `FaultyApiCaller` (concurrent duplicates, a crash after the commit, then the client's retry) over
-`RideTraffic`'s own retries; `api_crashes_after_commit` wraps `RideStore.commit`; `lined_up_claims`
-orders a concurrent pair's `IdempotencyStore.claim`s; `SeededRideIds` makes ride ids follow from the
-seed; poison items go into the outbox table beside the records, spread over the run.
+`RideTraffic`'s own retries. Each client's `RideService` is built on the API's injected collaborators:
+a `CrashingRideStore` (the function dies after its commit), `LinedUpClaims` (a concurrent pair claims
+its Idempotency-Key in a set order), and ride ids that follow from the seed (`SeededRideService`).
+Poison items go into the outbox table beside the records, spread over the run.
 """
 
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 from local.aws.functions import LocalFunction
 from local.aws.template import Stack
@@ -31,14 +30,13 @@ from rideonce.models.idempotency import IdempotencyRecord
 from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
 from rideonce.models.ride import Money, Ride
 from rideonce.services.rides import Outcome, RideService, WriteRequest
+from rideonce.settings import ApiSettings
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
     from rideonce.logic.rides import Change
-
-
-def _replace(target: object, method: str, replacement: Callable[..., Any]) -> None:
-    """Shadow a method with an instance attribute: only this object changes, its class and the others do not."""
-    setattr(target, method, replacement)
 
 
 SEEDED_ID_NAMESPACE = uuid.UUID("1d6f2f8e-3c0b-4b51-9a43-5f1e0c7d2b90")
@@ -46,88 +44,82 @@ SEEDED_ID_NAMESPACE = uuid.UUID("1d6f2f8e-3c0b-4b51-9a43-5f1e0c7d2b90")
 CHAOS_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class SeededRideIds:
-    """Ride ids derived from the seed and the create request's Idempotency-Key, so a run replays exactly.
-
-    Every downstream decision is keyed by the event's idempotency key, which holds the ride id; random ids
-    would give a replayed run another schedule. Two threads creating with one key derive the same id; the
-    service's lock tokens, never seen downstream, stay random.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self._seed = seed
-        self._local = threading.local()
-
-    def make_id(self) -> str:
-        pending: str | None = getattr(self._local, "ride_id", None)
-        self._local.ride_id = None
-        return pending or str(uuid.uuid4())
-
-    def install(self, service: RideService) -> RideService:
-        """Wrap the service's `create` so its first `make_id` call is the derived ride id."""
-        create = service.create
-
-        def seeded_create(request: WriteRequest, body: CreateRideRequest) -> Outcome:
-            name = f"{self._seed}|{request.caller}|{request.idempotency_key}"
-            self._local.ride_id = str(uuid.uuid5(SEEDED_ID_NAMESPACE, name))
-            try:
-                return create(request, body)
-            finally:
-                self._local.ride_id = None
-
-        _replace(service, "create", seeded_create)
-        return service
-
-
-@contextmanager
-def api_crashes_after_commit(plan: FaultPlan) -> Iterator[None]:
-    """While active, `RideStore.commit` may raise a `Crash` after its transaction committed.
+class CrashingRideStore(RideStore):
+    """The API's ride store, after whose commit the function may die before it answers.
 
     The client sees no answer and retries with the same key; the key's COMPLETED record committed in the
     same transaction, so the retry must get the stored response, not a second ride change.
     """
-    commit = RideStore.commit
 
-    def crashing_commit(self: RideStore, change: "Change", record: OutboxRecord, also: Any = None) -> None:
-        commit(self, change, record, also)
+    def __init__(self, client: "DynamoDBClient", rides_table: str, outbox_table: str, plan: FaultPlan) -> None:
+        super().__init__(client, rides_table, outbox_table)
+        self._plan = plan
+
+    def commit(
+        self, change: "Change", record: OutboxRecord, also: Mapping[str, "TransactWriteItemTypeDef"] | None = None
+    ) -> None:
+        super().commit(change, record, also)
         subject = record.event.metadata.idempotency_key
-        if plan.occurs(Fault.API_CRASH_AFTER_COMMIT, subject):
+        if self._plan.occurs(Fault.API_CRASH_AFTER_COMMIT, subject):
             raise Crash(Fault.API_CRASH_AFTER_COMMIT, subject)
 
-    with mock.patch.object(RideStore, "commit", crashing_commit):
-        yield
 
-
-class _Caller(threading.local):
-    gate: Turnstile | None = None
-    role: str = PRIMARY
-    in_flight: bool = True
-
-
-_caller = _Caller()
-
-
-@contextmanager
-def lined_up_claims() -> Iterator[None]:
-    """While active, the two clients of a concurrent pair claim their Idempotency-Key in a set order.
+class LinedUpClaims(IdempotencyStore):
+    """One client's Idempotency-Key claims; while it is one of a concurrent pair (`gate`), in a set order.
 
     Either both claim before the first commits (the second gets 409 in flight), or the second claims after
     the first has answered (it gets the replay); `FaultyApiCaller` picks which from the seed.
     """
-    claim = IdempotencyStore.claim
 
-    def ordered_claim(self: IdempotencyStore, record: IdempotencyRecord, now: int) -> IdempotencyRecord | None:
-        gate, role = _caller.gate, _caller.role
-        if gate is None or gate.passed(role, Turnstile.READ):
-            return claim(self, record, now)
-        if not _caller.in_flight:
-            if role == SECOND:
+    def __init__(self, client: "DynamoDBClient", table_name: str, role: str) -> None:
+        super().__init__(client, table_name)
+        self.role = role
+        self.gate: Turnstile | None = None
+        self.in_flight = True
+
+    def claim(self, record: IdempotencyRecord, now: int) -> IdempotencyRecord | None:
+        gate, claim = self.gate, super().claim
+        if gate is None or gate.passed(self.role, Turnstile.READ):
+            return claim(record, now)
+        if not self.in_flight:
+            if self.role == SECOND:
                 gate.after(PRIMARY)
-            return claim(self, record, now)
-        return gate.read(role, lambda: claim(self, record, now))
+            return claim(record, now)
+        return gate.read(self.role, lambda: claim(record, now))
 
-    with mock.patch.object(IdempotencyStore, "claim", ordered_claim):
-        yield
+
+class SeededRideService(RideService):
+    """The ride service with ride ids derived from the seed and the create request's Idempotency-Key.
+
+    Every downstream decision is keyed by the event's idempotency key, which holds the ride id; random ids
+    would give a replayed run another schedule. Two clients creating with one key derive the same id; the
+    service's lock tokens, never seen downstream, stay random.
+    """
+
+    def __init__(self, seed: int, store: RideStore, claims: LinedUpClaims, settings: ApiSettings) -> None:
+        self._seed = seed
+        self._pending: str | None = None
+        super().__init__(store, claims, settings, make_id=self._next_id)
+        self.claims = claims
+
+    def create(self, request: WriteRequest, body: CreateRideRequest) -> Outcome:
+        name = f"{self._seed}|{request.caller}|{request.idempotency_key}"
+        self._pending = str(uuid.uuid5(SEEDED_ID_NAMESPACE, name))
+        try:
+            return super().create(request, body)
+        finally:
+            self._pending = None
+
+    def _next_id(self) -> str:
+        """The derived ride id on the first call of a create; random ids otherwise (lock tokens)."""
+        pending, self._pending = self._pending, None
+        return pending or str(uuid.uuid4())
+
+
+def seeded_service(client: "DynamoDBClient", settings: ApiSettings, plan: FaultPlan, role: str) -> SeededRideService:
+    """One client's ride service, as the API function builds it, on the API's faulty collaborators."""
+    store = CrashingRideStore(client, settings.rides_table_name, settings.outbox_table_name, plan)
+    return SeededRideService(plan.seed, store, LinedUpClaims(client, settings.idempotency_table_name, role), settings)
 
 
 @dataclass
@@ -153,9 +145,17 @@ class FaultyApiCaller(ApiCaller):
       clients must end with the same ride.
     """
 
-    def __init__(self, stack: Stack, function: LocalFunction, plan: FaultPlan, second_service: RideService) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        function: LocalFunction,
+        plan: FaultPlan,
+        handler_claims: LinedUpClaims,
+        second_service: SeededRideService,
+    ) -> None:
         super().__init__(stack, function)
         self._plan = plan
+        self._claims = handler_claims
         self._second = second_service
         self._seen: set[str] = set()
         self.faults = ApiFaultStats()
@@ -186,14 +186,13 @@ class FaultyApiCaller(ApiCaller):
             return retried
 
     def _concurrently(self, method: str, path: str, body: Any, key: str, headers: dict[str, str]) -> ApiResponse:
-        """Both clients at once; with `lined_up_claims` active, in the order the seed picks for this key."""
+        """Both clients at once, their claims lined up in the order the seed picks for this key."""
         self.faults.concurrent_pairs += 1
         gate = Turnstile()
         in_flight = self._plan.draw(Fault.CONCURRENT_REQUESTS, key, -1) < 0.5
         second: list[ApiResponse | BaseException] = []
 
         def other_client() -> None:
-            _caller.gate, _caller.role, _caller.in_flight = gate, SECOND, in_flight
             try:
                 answer = self._via_service_until_answered(method, path, body, key, headers, retry_in_flight=False)
             except BaseException as error:  # handed to the calling thread, which raises it
@@ -201,11 +200,12 @@ class FaultyApiCaller(ApiCaller):
             else:
                 second.append(answer)
             finally:
-                _caller.gate = None
+                self._second.claims.gate = None
                 gate.leave(SECOND)
 
         thread = threading.Thread(target=other_client, name="concurrent-request")
-        _caller.gate, _caller.role, _caller.in_flight = gate, PRIMARY, in_flight
+        for claims in (self._claims, self._second.claims):
+            claims.gate, claims.in_flight = gate, in_flight
         thread.start()
         try:
             first: ApiResponse | None = self._through_handler(method, path, body, key, headers)
@@ -213,7 +213,7 @@ class FaultyApiCaller(ApiCaller):
             self.faults.crash_retries += 1
             first = None
         finally:
-            _caller.gate = None
+            self._claims.gate = None
             gate.leave(PRIMARY)
         thread.join()
         if gate.timed_out:

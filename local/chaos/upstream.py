@@ -21,15 +21,9 @@ from local.aws.moto_patches import epoch_seconds
 from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.aws.transport import Transport
-from local.chaos.api_faults import (
-    FaultyApiCaller,
-    SeededRideIds,
-    api_crashes_after_commit,
-    lined_up_claims,
-    poison_outbox_item,
-    poison_schedule,
-)
+from local.chaos.api_faults import FaultyApiCaller, poison_outbox_item, poison_schedule, seeded_service
 from local.chaos.bus_faults import Capture, Delivery, key_of, poison_message, replay_window
+from local.chaos.gates import PRIMARY, SECOND
 from local.chaos.plan import FAULTS, Fault, FaultPlan, Hop
 from local.chaos.relay_faults import FaultyEventBridge, RelayFaults
 from local.chaos.report import HopRow
@@ -37,9 +31,6 @@ from local.emulators.pipe import PipeRunner, PipeStats, pipe_configs
 from local.workload.invariants import Check, outbox_matches_ledger
 from local.workload.traffic import Ledger, RideTraffic
 from ops.aws import Queue, Tables
-from rideonce.dal.idempotency import IdempotencyStore
-from rideonce.dal.rides import RideStore
-from rideonce.services.rides import RideService
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -207,28 +198,10 @@ def _relay(
     """The API handler with seeded ride ids, its faults installed on `patches`, the Pipes, the bus, the capture."""
     stack = local.stack
     api_module = importlib.import_module("rideonce.handlers.api")
-    ids = SeededRideIds(plan.seed)
-
-    def new_service() -> RideService:
-        client = transport.dynamodb()
-        settings = api_module.settings()
-        service = RideService(
-            RideStore(client, settings.rides_table_name, settings.outbox_table_name),
-            IdempotencyStore(client, settings.idempotency_table_name),
-            settings,
-            make_id=ids.make_id,
-        )
-        return ids.install(service)
-
-    service = new_service()
-
-    def current_service() -> RideService:
-        return service
-
-    patches.enter_context(mock.patch.object(api_module, "service", current_service))
-    patches.enter_context(api_crashes_after_commit(plan))
-    patches.enter_context(lined_up_claims())
-    api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, new_service())
+    settings = api_module.settings()
+    handlers, second = (seeded_service(transport.dynamodb(), settings, plan, role) for role in (PRIMARY, SECOND))
+    patches.enter_context(mock.patch.object(api_module, "service", return_value=handlers))
+    api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, handlers.claims, second)
     traffic = RideTraffic(api, rides=rides, seed=plan.seed, retry_rate=plan.rates[Fault.CLIENT_RETRY])
     bus = FaultyEventBridge(transport.events(), plan, time.time)
     faults = [RelayFaults(plan, transport.streams()) for _ in pipe_configs(stack)]
