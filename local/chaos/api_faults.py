@@ -23,6 +23,7 @@ from local.emulators.apigw import DEFAULT_CALLER_ARN
 from local.workload.traffic import ApiCaller, ApiResponse
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
+from rideonce.handlers import api as api_handler
 from rideonce.logic import idempotency, rides
 from rideonce.logic.errors import RequestInFlightError
 from rideonce.models.events import OutboxRecord
@@ -139,8 +140,9 @@ class FaultyApiCaller(ApiCaller):
 
     - a crash after the commit: the request raises `Crash`; the client retries with the same key and must
       get the replay (`Idempotent-Replayed: true`) with the committed ride;
-    - concurrent duplicates: the same request and key go at once through the handler (this thread) and
-      straight through a `RideService` (another thread; the Lambda handler object is not thread-safe). One
+    - concurrent duplicates: the same request and key go at once through the handler (this thread, the
+      API function's `api_handler` over one client's service) and straight through a second client's
+      `RideService` (another thread; the Lambda handler object is not thread-safe). One
       wins; the other gets 409 in flight or the replay, and on 409 retries until it gets the replay. Both
       clients must end with the same ride.
     """
@@ -150,12 +152,13 @@ class FaultyApiCaller(ApiCaller):
         stack: Stack,
         function: LocalFunction,
         plan: FaultPlan,
-        handler_claims: LinedUpClaims,
+        handler_service: SeededRideService,
         second_service: SeededRideService,
     ) -> None:
-        super().__init__(stack, function)
+        handler = api_handler.api_handler(lambda: handler_service)
+        super().__init__(stack, function, handler=handler)
         self._plan = plan
-        self._claims = handler_claims
+        self._claims = handler_service.claims
         self._second = second_service
         self._seen: set[str] = set()
         self.faults = ApiFaultStats()

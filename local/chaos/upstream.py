@@ -8,14 +8,11 @@ Then a time window of the bus archive is replayed and captured too. Every consum
 the same capture.
 """
 
-import importlib
 import json
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
-from unittest import mock
 
 from local.aws.moto_patches import epoch_seconds
 from local.aws.stack import LocalStack
@@ -31,6 +28,7 @@ from local.emulators.pipe import PipeRunner, PipeStats, pipe_configs
 from local.workload.invariants import Check, outbox_matches_ledger
 from local.workload.traffic import Ledger, RideTraffic
 from ops.aws import Queue, Tables
+from rideonce.handlers import api as api_handler
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -145,19 +143,18 @@ def run_upstream(
     poison = PoisonFeed(local.stack, plan, round(rides * CHANGES_PER_RIDE), transport)
     live: list[Delivery] = []
     replay: list[Delivery] = []
-    with ExitStack() as patches:
-        relay = _relay(local, plan, rides, transport, poison, patches)
-        _drive(relay, poison, live, say)
-        ledger = relay.traffic.ledger
-        plan.injected(Fault.POISON_OUTBOX_ITEM, poison.items)
-        plan.injected(Fault.POISON_MESSAGE, len(poison.subjects))
-        retries = ledger.client_retries
-        plan.injected(Fault.CLIENT_RETRY, retries, evaluated=ledger.accepted_changes + retries)
-        seconds["api, Pipe and bus"] = time.perf_counter() - started
-        started = time.perf_counter()
-        live_twice = relay.capture.twice
-        window = replay_window(local, transport, relay.bus.calls, plan, relay.capture, replay)
-        seconds["archive replay"] = time.perf_counter() - started
+    relay = _relay(local, plan, rides, transport, poison)
+    _drive(relay, poison, live, say)
+    ledger = relay.traffic.ledger
+    plan.injected(Fault.POISON_OUTBOX_ITEM, poison.items)
+    plan.injected(Fault.POISON_MESSAGE, len(poison.subjects))
+    retries = ledger.client_retries
+    plan.injected(Fault.CLIENT_RETRY, retries, evaluated=ledger.accepted_changes + retries)
+    seconds["api, Pipe and bus"] = time.perf_counter() - started
+    started = time.perf_counter()
+    live_twice = relay.capture.twice
+    window = replay_window(local, transport, relay.bus.calls, plan, relay.capture, replay)
+    seconds["archive replay"] = time.perf_counter() - started
     observed = _observe(local.stack, transport, relay, poison)
     replayed = len(replay) - (relay.capture.twice - live_twice)
     hops = [
@@ -192,16 +189,12 @@ def run_upstream(
     )
 
 
-def _relay(
-    local: LocalStack, plan: FaultPlan, rides: int, transport: Transport, poison: PoisonFeed, patches: ExitStack
-) -> Relay:
-    """The API handler with seeded ride ids, its faults installed on `patches`, the Pipes, the bus, the capture."""
+def _relay(local: LocalStack, plan: FaultPlan, rides: int, transport: Transport, poison: PoisonFeed) -> Relay:
+    """The API function over two clients' faulty services, the riders, the Pipes, the bus and the capture."""
     stack = local.stack
-    api_module = importlib.import_module("rideonce.handlers.api")
-    settings = api_module.settings()
+    settings = api_handler.settings()
     handlers, second = (seeded_service(transport.dynamodb(), settings, plan, role) for role in (PRIMARY, SECOND))
-    patches.enter_context(mock.patch.object(api_module, "service", return_value=handlers))
-    api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, handlers.claims, second)
+    api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, handlers, second)
     traffic = RideTraffic(api, rides=rides, seed=plan.seed, retry_rate=plan.rates[Fault.CLIENT_RETRY])
     bus = FaultyEventBridge(transport.events(), plan, time.time)
     faults = [RelayFaults(plan, transport.streams()) for _ in pipe_configs(stack)]
