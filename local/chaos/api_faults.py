@@ -19,18 +19,16 @@ from local.aws.functions import LocalFunction
 from local.aws.template import Stack
 from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
+from local.chaos.seams import ApiCaller, IdempotencyStore, RideService, RideStore, api_handler
 from local.emulators.apigw import DEFAULT_CALLER_ARN
-from local.workload.traffic import ApiCaller, ApiResponse
-from rideonce.dal.idempotency import IdempotencyStore
-from rideonce.dal.rides import RideStore
-from rideonce.handlers import api as api_handler
+from local.workload.traffic import ApiResponse
 from rideonce.logic import idempotency, rides
 from rideonce.logic.errors import RequestInFlightError
 from rideonce.models.events import OutboxRecord
 from rideonce.models.idempotency import IdempotencyRecord
 from rideonce.models.requests import AcceptRideRequest, CancelRideRequest, CompleteRideRequest, CreateRideRequest
 from rideonce.models.ride import Money, Ride
-from rideonce.services.rides import Outcome, RideService, WriteRequest
+from rideonce.services.rides import Outcome, WriteRequest
 from rideonce.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -155,7 +153,7 @@ class FaultyApiCaller(ApiCaller):
         handler_service: SeededRideService,
         second_service: SeededRideService,
     ) -> None:
-        handler = api_handler.api_handler(lambda: handler_service)
+        handler = api_handler(lambda: handler_service)
         super().__init__(stack, function, handler=handler)
         self._plan = plan
         self._claims = handler_service.claims

@@ -18,8 +18,7 @@ from decimal import Decimal
 
 from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
-from local.designs.steps import CrashPoint
-from rideonce.handlers.consumer import RecordConsumer
+from local.chaos.seams import CrashPoint, RecordConsumer
 from rideonce.logic.consumer import Verdict
 from rideonce.models.events import RideEvent
 

@@ -26,11 +26,10 @@ from local.chaos.consumer_faults import ChaosSteps, EffectLog, FaultedConsumer
 from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
 from local.chaos.reconcile import ReconcilerSchedule
+from local.chaos.seams import RecordConsumer, batch_handler, handle_record
 from local.chaos.simqueue import SimClock, SimMessage, SimQueue, SimSqs, lambda_record
 from local.emulators.event_source import SqsMapping, failed_ids
 from rideonce.dal.queue import MessageVisibility
-from rideonce.handlers import consumer as consumer_handler
-from rideonce.handlers.consumer import RecordConsumer
 from rideonce.logic.consumer import Verdict, parse_message
 
 if TYPE_CHECKING:
@@ -123,8 +122,8 @@ class ConsumerRun:
         self._second = FaultedConsumer(design.second, design.second_steps, self._verdict)
         visibility = MessageVisibility(cast("SQSClient", SimSqs(queue)))
         primary = self._primary
-        self._handler = consumer_handler.batch_handler(
-            lambda record: consumer_handler.handle_record(record, lambda: primary, lambda: visibility),
+        self._handler = batch_handler(
+            lambda record: handle_record(record, lambda: primary, lambda: visibility),
             FailureCounter(self._failure),
         )
         """The ConsumerFunction's handler with the design as its consumer, on the simulated queue."""

@@ -17,9 +17,9 @@ from local.aws.template import ACCOUNT_ID, REGION
 from local.aws.transport import Transport
 from local.chaos.bus_faults import Capture, Delivery
 from local.chaos.plan import FaultPlan
+from local.chaos.seams import scheduled_handler
 from local.chaos.simqueue import SimClock
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
-from rideonce.handlers import reconciler as reconciler_handler
 from rideonce.services.reconciler import Reconciler
 from rideonce.settings import ReconcilerSettings
 
@@ -76,7 +76,7 @@ class ReconcilerSchedule:
         rule_arn: str,
     ) -> None:
         self._function = function
-        self._handler = reconciler_handler.scheduled_handler(lambda: reconciler)
+        self._handler = scheduled_handler(lambda: reconciler)
         self._period = period.total_seconds()
         self._clock = clock
         self._drain = drain

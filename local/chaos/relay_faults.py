@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.chaos.plan import Fault, FaultPlan
-from local.emulators.pipe import TargetFailed
+from local.chaos.seams import TargetFailed
 from rideonce.logic.events import event_identity
 from rideonce.models.events import REJECTION_EVENT_TYPE
 
