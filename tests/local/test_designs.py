@@ -16,14 +16,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from mypy_boto3_dynamodb import DynamoDBClient
 
 from local.aws.context import FakeLambdaContext
+from local.aws.dynamodb import create_table_like
 from local.aws.template import Stack
+from local.designs import REGISTRY, ConsumerTables, Kit
 from local.designs.check_then_write import CheckThenWriteConsumer
 from local.designs.powertools import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
 from local.designs.rideonce import SteppedEffectStore
-from local.designs.steps import CrashPoint
+from local.designs.steps import NO_STEPS, CrashPoint
 from rideonce.handlers.consumer import RecordConsumer
 from rideonce.logic.consumer import OutOfOrderError, Verdict
 from rideonce.models.events import RideEvent
+from rideonce.services.clock import utc_now
 from rideonce.services.consumer import RideEventConsumer
 from tests.support.consumer import lifecycle
 from tests.support.counting import counted_dynamodb_client, describe
@@ -258,3 +261,24 @@ def test_an_early_event_costs_ours_one_request_too(stack: Stack) -> None:
         design.consumer.handle(events[2])
     # Then the cancelled transaction alone told it was early
     assert counter.take() == ["TransactWriteItems"]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_design_applies_a_lifecycle_once_on_its_own_tables(stack: Stack, name: str) -> None:
+    # Given the design built from its registry row, on copies of the consumer tables of its own
+    client = boto3.client("dynamodb")
+    tables = ConsumerTables(
+        *(
+            create_table_like(client, stack.name_of(logical_id), f"{stack.name_of(logical_id)}-{name}")
+            for logical_id in ("ProcessedKeysTable", "RideProjectionTable", "RiderAccountsTable")
+        )
+    )
+    kit = Kit(lambda: boto3.client("dynamodb"), tables, key_ttl(stack), utc_now, NO_STEPS, stack.stack_name)
+    consumer = REGISTRY[name].build(kit)
+    events = lifecycle(f"ride-{name}")
+    # When a ride's four events arrive, then its completion again
+    verdicts = [consumer.handle(event) for event in [*events, events[3]]]
+    # Then each took effect once, the repeat was a duplicate, and the rider was charged the fare once
+    assert verdicts == [Verdict.APPLY] * 4 + [Verdict.DUPLICATE]
+    account = client.get_item(TableName=tables.accounts, Key={"riderId": {"S": "rider-1"}})["Item"]
+    assert (Decimal(account["chargedEUR"]["N"]), account["chargeCount"]["N"]) == (FARE, "1")
