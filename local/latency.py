@@ -35,19 +35,13 @@ from unittest import mock
 
 from local.aws.dynamodb import create_table_like
 from local.aws.functions import LocalFunction
+from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import LocalStack
 from local.aws.template import ACCOUNT_ID, REGION
-from local.chaos.faults import CHAOS_TRACEPARENT
-from local.chaos.runner import (
-    QUIET_FUNCTIONS,
-    SimClock,
-    SimQueue,
-    SimSqs,
-    Transport,
-    close_moto_gaps,
-    lambda_record,
-    quiet_handlers,
-)
+from local.aws.transport import Transport
+from local.chaos.api_faults import CHAOS_TRACEPARENT
+from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
+from local.chaos.simqueue import SimClock, SimQueue, SimSqs, lambda_record
 from local.emulators.event_source import SqsMapping, failed_ids, sqs_mappings
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.queue import MessageVisibility
@@ -279,7 +273,7 @@ class Simulation:
 
 def run(rides: int, reordered_share: float, seed: int, modes: tuple[str, ...] = MODES) -> list[LatencyResult]:
     """The same traffic through each mode, each on tables of its own, in one local stack."""
-    close_moto_gaps()
+    install_replay_fixes()
     local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
     quiet = quiet_handlers()
     try:

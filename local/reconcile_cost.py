@@ -33,8 +33,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import LocalStack
-from local.chaos.runner import QUIET_FUNCTIONS, Transport, close_moto_gaps, quiet_handlers
+from local.aws.transport import Transport
+from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic import events as ride_events
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--behind", type=float, default=DEFAULT_BEHIND, help="share of rides whose last change the projection lacks"
     )
     args = parser.parse_args(argv)
-    close_moto_gaps()
+    install_replay_fixes()
     console = Console(width=None if sys.stdout.isatty() else 160)
     say = lambda line: console.print(f"[dim]{time.strftime('%H:%M:%S')} {line}[/]")  # noqa: E731
     rows = [measure(records, args.runs, args.behind, say) for records in args.records]

@@ -32,8 +32,13 @@ def completed_fares(rides: Iterable[Mapping[str, Any]]) -> dict[str, list[Decima
     return fares
 
 
-def charges_match_fares(fares: Mapping[str, Sequence[Decimal]], accounts: Mapping[str, Mapping[str, Any]]) -> Check:
-    """Each rider was charged each completed fare exactly once: amount and number of charges."""
+def charges_match_fares(
+    fares: Mapping[str, Sequence[Decimal]], accounts: Mapping[str, Mapping[str, Any]], note: str = ""
+) -> Check:
+    """Each rider was charged each completed fare exactly once: amount and number of charges.
+
+    `note`: what the caller knows besides the tables, said in the detail (chaos counts the extra charges).
+    """
     wrong = [
         rider
         for rider in set(fares) | set(accounts)
@@ -44,7 +49,9 @@ def charges_match_fares(fares: Mapping[str, Sequence[Decimal]], accounts: Mappin
     return Check(
         "no rider charged twice or missed: charges equal the fares of completed rides",
         not wrong,
-        f"charged {charged} EUR for {sum(len(f) for f in fares.values())} completed rides; {len(wrong)} riders wrong"
+        f"charged {charged} EUR for {sum(len(f) for f in fares.values())} completed rides; "
+        + (f"{note}; " if note else "")
+        + f"{len(wrong)} riders wrong"
         + (f" (e.g. {', '.join(sorted(wrong)[:3])})" if wrong else ""),
     )
 

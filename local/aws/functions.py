@@ -51,13 +51,17 @@ class LocalFunction:
         module_name, _, attribute = self.handler_path.rpartition(".")
         return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
 
-    def invoke(self, event: Any) -> Any:
-        """One synchronous invocation; exceptions propagate, as a function error would."""
+    def invoke(self, event: Any, handler: Handler | None = None) -> Any:
+        """One synchronous invocation; exceptions propagate, as a function error would.
+
+        `handler`: the function's handler built over collaborators of the caller's (its module's own
+        factory, e.g. the consumer's `batch_handler`), instead of the template's dotted path.
+        """
         context = FakeLambdaContext(
             function_name=self.logical_id, memory_limit_in_mb=self.memory_mb, timeout_seconds=self.timeout_seconds
         )
         with _INVOCATION_LOCK:
-            handler = self.handler()  # imported outside the redirect: loggers keep this process's stdout
+            handler = handler or self.handler()  # imported outside the redirect: loggers keep this process's stdout
             with contextlib.redirect_stdout(_output or sys.stdout):
                 return handler(event, context)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from local.aws.functions import LocalFunction
+from local.aws.functions import Handler, LocalFunction
 from local.aws.template import Stack
 from local.emulators.apigw import DEFAULT_CALLER_ARN, route_event, route_table
 
@@ -37,10 +37,18 @@ class ApiStats:
 class ApiCaller:
     """Sends requests to the API function as API Gateway would, and keeps count."""
 
-    def __init__(self, stack: Stack, function: LocalFunction, caller_arn: str = DEFAULT_CALLER_ARN) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        function: LocalFunction,
+        caller_arn: str = DEFAULT_CALLER_ARN,
+        handler: Handler | None = None,
+    ) -> None:
+        """`handler`: the function's handler over collaborators of the caller's, instead of the deployed one."""
         self._routes = route_table(stack)
         self._function = function
         self._caller_arn = caller_arn
+        self._handler = handler
         self.stats = ApiStats()
 
     def call(
@@ -50,7 +58,7 @@ class ApiCaller:
         if event is None:
             return ApiResponse(404, {}, {"detail": f"no route {method} {path}"})
         started = time.perf_counter()
-        result = self._function.invoke(event)
+        result = self._function.invoke(event, handler=self._handler)
         self.stats.seconds += time.perf_counter() - started
         response_headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
         self.stats.requests += 1

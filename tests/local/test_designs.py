@@ -1,4 +1,4 @@
-"""Our consumer against the two usual designs (local/designs/baselines.py): one fault schedule, and request counts.
+"""Our consumer against the two usual designs (local/designs/): one fault schedule, and request counts.
 
 The schedule: a ride's first three events, then its RideCompleted with a crash after the charge and before
 the proof of it (ours: after its one transaction; check-then-write: before the key's PutItem; Powertools:
@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import boto3
 import pytest
@@ -17,15 +16,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from mypy_boto3_dynamodb import DynamoDBClient
 
 from local.aws.context import FakeLambdaContext
+from local.aws.dynamodb import create_table_like
 from local.aws.template import Stack
-from local.designs.baselines import (
-    POWERTOOLS_KEY_ATTRIBUTE,
-    CheckThenWriteConsumer,
-    PowertoolsIdempotencyConsumer,
-    RecordConsumer,
-)
-from rideonce.dal.consumer import EffectStore
+from local.designs import REGISTRY, ConsumerTables, Kit
+from local.designs.check_then_write import CheckThenWriteConsumer
+from local.designs.powertools import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
+from local.designs.rideonce import SteppedEffectStore
+from local.designs.steps import NO_STEPS, CrashPoint
+from rideonce.handlers.consumer import RecordConsumer
 from rideonce.logic.consumer import OutOfOrderError, Verdict
+from rideonce.models.events import RideEvent
+from rideonce.services.clock import utc_now
 from rideonce.services.consumer import RideEventConsumer
 from tests.support.consumer import lifecycle
 from tests.support.counting import counted_dynamodb_client, describe
@@ -40,20 +41,35 @@ class Crash(BaseException):
     """Kills the invocation the way a timeout or an out-of-memory does: nothing catches it."""
 
 
-def crash_after(step: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        step(*args, **kwargs)
-        raise Crash(f"crashed after {getattr(step, '__name__', step)}")
+class CrashAfterEffect:
+    """A design's steps that kill the invocation after its last effect write and before the proof, once armed."""
 
-    return wrapper
+    def __init__(self) -> None:
+        self.armed = False
+
+    def check[T](self, run: Callable[[], T]) -> T:
+        return run()
+
+    def write[T](self, run: Callable[[], T]) -> T:
+        return run()
+
+    def reached(self, point: CrashPoint) -> None:
+        if self.armed and point is CrashPoint.AFTER_EFFECT:
+            raise Crash(f"crashed at {point}")
+
+    def projected(self, event: RideEvent) -> None:
+        return None
+
+    def charged(self, event: RideEvent, amount: Decimal) -> None:
+        return None
 
 
 @dataclass
 class Design:
     name: str
     consumer: RecordConsumer
-    crash_after_effect: Callable[[pytest.MonkeyPatch], None]
-    """Arm a crash right after the effect's last write and before the proof that it was applied."""
+    crash_after_effect: CrashAfterEffect
+    """Armed, the design dies right after the effect's last write and before the proof that it was applied."""
     before_redelivery: Callable[[], None] = field(default=lambda: None)
 
 
@@ -72,35 +88,32 @@ def key_ttl(stack: Stack) -> int:
 
 
 def ours(stack: Stack, client: DynamoDBClient) -> Design:
-    store = EffectStore(
+    steps = CrashAfterEffect()
+    store = SteppedEffectStore(
         client,
         stack.name_of("ProcessedKeysTable"),
         stack.name_of("RideProjectionTable"),
         stack.name_of("RiderAccountsTable"),
+        steps,
     )
-    return Design(
-        "ours",
-        RideEventConsumer(store, key_ttl(stack)),
-        lambda patch: patch.setattr(store, "apply", crash_after(store.apply)),
-    )
+    return Design("ours", RideEventConsumer(store, key_ttl(stack)), steps)
 
 
 def check_then_write(stack: Stack, client: DynamoDBClient) -> Design:
+    steps = CrashAfterEffect()
     consumer = CheckThenWriteConsumer(
         client,
         stack.name_of("ProcessedKeysTable"),
         stack.name_of("RideProjectionTable"),
         stack.name_of("RiderAccountsTable"),
         key_ttl(stack),
+        steps=steps,
     )
-    return Design(
-        "check-then-write",
-        consumer,
-        lambda patch: patch.setattr(consumer, "_apply_effects", crash_after(consumer._apply_effects)),
-    )
+    return Design("check-then-write", consumer, steps)
 
 
 def powertools(stack: Stack, client: DynamoDBClient, lock_seconds: int = 20) -> Design:
+    steps = CrashAfterEffect()
     consumer = PowertoolsIdempotencyConsumer(
         client,
         IDEMPOTENCY_TABLE,
@@ -108,13 +121,9 @@ def powertools(stack: Stack, client: DynamoDBClient, lock_seconds: int = 20) -> 
         stack.name_of("RiderAccountsTable"),
         key_ttl(stack),
         new_context=lambda: FakeLambdaContext(function_name="ConsumerFunction", timeout_seconds=lock_seconds),
+        steps=steps,
     )
-    return Design(
-        "powertools",
-        consumer,
-        lambda patch: patch.setattr(consumer, "_apply_effects", crash_after(consumer._apply_effects)),
-        lambda: wait_for_in_progress_locks_to_expire(client),
-    )
+    return Design("powertools", consumer, steps, lambda: wait_for_in_progress_locks_to_expire(client))
 
 
 def wait_for_in_progress_locks_to_expire(client: DynamoDBClient) -> None:
@@ -144,9 +153,7 @@ def print_table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]
         print(line.format(*row).rstrip())
 
 
-def test_one_fault_schedule_double_charges_both_baselines_and_not_ours(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_fault_schedule_double_charges_both_baselines_and_not_ours(stack: Stack) -> None:
     client = boto3.client("dynamodb")
     create_idempotency_table(client)
     designs = [ours(stack, client), check_then_write(stack, client), powertools(stack, client, LOCK_SECONDS)]
@@ -158,10 +165,10 @@ def test_one_fault_schedule_double_charges_both_baselines_and_not_ours(
         events = lifecycle(f"ride-{design.name}", rider_id=rider)
         assert [design.consumer.handle(event) for event in events[:3]] == [Verdict.APPLY] * 3
         # Given the completion crashes after the charge and before its proof
-        with monkeypatch.context() as patch:
-            design.crash_after_effect(patch)
-            with pytest.raises(Crash):
-                design.consumer.handle(events[3])
+        design.crash_after_effect.armed = True
+        with pytest.raises(Crash):
+            design.consumer.handle(events[3])
+        design.crash_after_effect.armed = False
         assert charged(client, stack, rider) == (FARE, 1), f"{design.name}: the crash must come after the charge"
         # When SQS redelivers the message (for Powertools, after its in-progress lock expired)
         design.before_redelivery()
@@ -178,7 +185,7 @@ def test_one_fault_schedule_double_charges_both_baselines_and_not_ours(
     assert double_charges == {"ours": 0, "check-then-write": 1, "powertools": 1}
 
 
-def test_powertools_refuses_a_redelivery_while_its_lock_is_held(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_powertools_refuses_a_redelivery_while_its_lock_is_held(stack: Stack) -> None:
     # The lock is not the gap: it holds until the invocation's time is up. The gap is what comes after.
     client = boto3.client("dynamodb")
     create_idempotency_table(client)
@@ -186,10 +193,10 @@ def test_powertools_refuses_a_redelivery_while_its_lock_is_held(stack: Stack, mo
     events = lifecycle("ride-1")
     for event in events[:3]:
         design.consumer.handle(event)
-    with monkeypatch.context() as patch:
-        design.crash_after_effect(patch)
-        with pytest.raises(Crash):
-            design.consumer.handle(events[3])
+    design.crash_after_effect.armed = True
+    with pytest.raises(Crash):
+        design.consumer.handle(events[3])
+    design.crash_after_effect.armed = False
     with pytest.raises(IdempotencyAlreadyInProgressError):
         design.consumer.handle(events[3])
     assert charged(client, stack, "rider-1") == (FARE, 1)
@@ -254,3 +261,24 @@ def test_an_early_event_costs_ours_one_request_too(stack: Stack) -> None:
         design.consumer.handle(events[2])
     # Then the cancelled transaction alone told it was early
     assert counter.take() == ["TransactWriteItems"]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_design_applies_a_lifecycle_once_on_its_own_tables(stack: Stack, name: str) -> None:
+    # Given the design built from its registry row, on copies of the consumer tables of its own
+    client = boto3.client("dynamodb")
+    tables = ConsumerTables(
+        *(
+            create_table_like(client, stack.name_of(logical_id), f"{stack.name_of(logical_id)}-{name}")
+            for logical_id in ("ProcessedKeysTable", "RideProjectionTable", "RiderAccountsTable")
+        )
+    )
+    kit = Kit(lambda: boto3.client("dynamodb"), tables, key_ttl(stack), utc_now, NO_STEPS, stack.stack_name)
+    consumer = REGISTRY[name].build(kit)
+    events = lifecycle(f"ride-{name}")
+    # When a ride's four events arrive, then its completion again
+    verdicts = [consumer.handle(event) for event in [*events, events[3]]]
+    # Then each took effect once, the repeat was a duplicate, and the rider was charged the fare once
+    assert verdicts == [Verdict.APPLY] * 4 + [Verdict.DUPLICATE]
+    account = client.get_item(TableName=tables.accounts, Key={"riderId": {"S": "rider-1"}})["Item"]
+    assert (Decimal(account["chargedEUR"]["N"]), account["chargeCount"]["N"]) == (FARE, "1")

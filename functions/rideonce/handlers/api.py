@@ -3,10 +3,15 @@
 Admission (handlers/admission.py) refuses a body that is not one UTF-8 JSON object before routing; routes
 validate what is left against the models; the service does the work; every error after admission leaves
 through one exception-handler table, and every error at all as `application/problem+json`.
+
+`handler` is `api_handler` over this module's `service()`; a harness builds its own over another ride
+service (the routes ask the invocation's context for it), so the routes, the admission and the error
+table that run are this code, unchanged.
 """
 
 import json
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any
 
@@ -92,6 +97,7 @@ def settings() -> ApiSettings:
 
 @cache
 def service() -> RideService:
+    """Built on the first request, then reused by the warm container."""
     client = boto3.client("dynamodb")
     config = settings()
     return RideService(
@@ -99,6 +105,12 @@ def service() -> RideService:
         IdempotencyStore(client, config.idempotency_table_name),
         config,
     )
+
+
+def current_service() -> RideService:
+    """The ride service of the handler this invocation came through (`api_handler`)."""
+    ride_service: Callable[[], RideService] = app.context["service"]
+    return ride_service()
 
 
 def write_request(key: str) -> WriteRequest:
@@ -126,7 +138,7 @@ def respond(outcome: Outcome) -> Response[str]:
 
 def transition(ride_id: str, key: str, if_match: str | None, apply: Transition) -> Response[str]:
     """Every transition route: the same idempotent, version-checked path through the service."""
-    return respond(service().transition(write_request(key), ride_id, if_match, apply))
+    return respond(current_service().transition(write_request(key), ride_id, if_match, apply))
 
 
 def ride_responses(status: int, description: str, *problems: int) -> dict[int, OpenAPIResponse]:
@@ -143,7 +155,7 @@ WRITE_PROBLEMS = (400, 404, 409, 412, 413, 422)
     responses=ride_responses(201, "The ride, in REQUESTED", 400, 409, 413, 422),
 )
 def create_ride(body: Annotated[CreateRideRequest, Body()], idempotency_key: IdempotencyKey) -> Response[str]:
-    return respond(service().create(write_request(idempotency_key), body))
+    return respond(current_service().create(write_request(idempotency_key), body))
 
 
 @app.get(
@@ -152,7 +164,7 @@ def create_ride(body: Annotated[CreateRideRequest, Body()], idempotency_key: Ide
     responses=ride_responses(200, "The ride", 404),
 )
 def get_ride(ride_id: RideId) -> Response[str]:
-    ride = service().get(ride_id)
+    ride = current_service().get(ride_id)
     return Response(
         status_code=200,
         content_type="application/json",
@@ -335,17 +347,31 @@ def unknown_route(_: Exception) -> Response[str]:
     return problem(404, "Not Found", f"no route {event.http_method} {event.path}; see GET /openapi.json")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        admitted = admit(event, settings().max_body_bytes)
-    except RequestRefused as refused:
-        response = problem(refused.status, refused.title, refused.detail)
-        return {
-            "statusCode": response.status_code,
-            "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
-            "body": response.body,
-            "isBase64Encoded": False,
-        }
-    return app.resolve(admitted, context)
+def api_handler(service: Callable[[], RideService]) -> Callable[..., dict[str, Any]]:
+    """The Lambda handler over a ride service, asked for on the first request that needs one.
+
+    The routes find it in the resolver's context, which Powertools clears after every invocation
+    (https://docs.powertools.aws.dev/lambda/python/latest/core/event_handler/api_gateway/#sharing-contextual-data).
+    """
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @metrics.log_metrics
+    def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            admitted = admit(event, settings().max_body_bytes)
+        except RequestRefused as refused:
+            response = problem(refused.status, refused.title, refused.detail)
+            return {
+                "statusCode": response.status_code,
+                "headers": {"Content-Type": PROBLEM_CONTENT_TYPE},
+                "body": response.body,
+                "isBase64Encoded": False,
+            }
+        app.append_context(service=service)  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+        return app.resolve(admitted, context)
+
+    return handle
+
+
+# `service` looked up by name at each request rather than bound here.
+handler = api_handler(lambda: service())

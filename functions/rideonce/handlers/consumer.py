@@ -4,11 +4,17 @@ Each record is applied, dropped as a duplicate, or reported failed (early or poi
 it alone and parks it in the DLQ after maxReceiveCount receives. An early event comes back within
 seconds (its visibility shortened, backing off with its receive count), not after the queue's timeout,
 and its last try waits until the reconciler could have republished a predecessor the relay lost.
+
+`handler` is `batch_handler` around `record_handler`, which uses the deployed consumer and visibility; a
+harness builds its own from the same two functions (`handle_record` with another consumer behind
+`RecordConsumer` and another queue's visibility, a processor that counts what it sees), so what runs
+between the event and the consumer is this code, unchanged.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,6 +34,7 @@ from rideonce.logic.consumer import (
     early_retries,
     parse_message,
 )
+from rideonce.models.events import RideEvent
 from rideonce.observability import logger, metrics
 from rideonce.services.clock import utc_now
 from rideonce.services.consumer import RideEventConsumer
@@ -37,6 +44,20 @@ from rideonce.settings import ConsumerSettings
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 _METRIC = {Verdict.APPLY: "EventsApplied", Verdict.DUPLICATE: "DuplicatesDropped"}
+
+Handler = Callable[..., PartialItemFailureResponse]
+"""A Lambda handler: (SQS event, Lambda context) -> the partial batch response."""
+
+
+class RecordConsumer(Protocol):
+    """What the record handler needs of a consumer: one parsed event in, a verdict out.
+
+    APPLY when this call took effect, DUPLICATE when an earlier delivery had; `OutOfOrderError` for an
+    event that came before its ride's previous version (retried soon); any other exception fails the
+    record, which SQS retries and parks in the DLQ after maxReceiveCount receives.
+    """
+
+    def handle(self, event: RideEvent) -> Verdict: ...
 
 
 @cache
@@ -75,7 +96,7 @@ def visibility() -> MessageVisibility:
     return MessageVisibility(boto3.client("sqs"))
 
 
-def retry_soon(record: SQSRecord, seconds: int) -> None:
+def retry_soon(record: SQSRecord, seconds: int, visibility: Callable[[], MessageVisibility]) -> None:
     """Shorten the record's visibility; a failure is logged and never fails the batch (the queue's timeout applies)."""
     try:
         visibility().retry_after(record.event_source_arn, record.receipt_handle, seconds)
@@ -83,7 +104,9 @@ def retry_soon(record: SQSRecord, seconds: int) -> None:
         logger.warning("visibility not shortened", extra={"messageId": record.message_id, "reason": repr(error)})
 
 
-def record_handler(record: SQSRecord) -> Verdict:
+def handle_record(
+    record: SQSRecord, consumer: Callable[[], RecordConsumer], visibility: Callable[[], MessageVisibility]
+) -> Verdict:
     try:
         event = parse_message(record.body)
     except PoisonMessageError as error:
@@ -98,7 +121,7 @@ def record_handler(record: SQSRecord) -> Verdict:
         metrics.add_metric(name="DeferredOutOfOrder", unit=MetricUnit.Count, value=1)
         delay = retries().delay(int(record.attributes.approximate_receive_count or 0))
         logger.info("deferred: out of order", extra={**fields, "reason": str(error), "retryInSeconds": delay})
-        retry_soon(record, delay)
+        retry_soon(record, delay, visibility)
         raise
     metrics.add_metric(name=_METRIC[verdict], unit=MetricUnit.Count, value=1)
     if verdict is Verdict.APPLY:
@@ -109,8 +132,28 @@ def record_handler(record: SQSRecord) -> Verdict:
     return verdict
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    ordered = {**event, "Records": sorted(event.get("Records", []), key=lambda r: arrival_order(r.get("body", "")))}
-    return process_partial_response(event=ordered, record_handler=record_handler, processor=processor, context=context)
+def record_handler(record: SQSRecord) -> Verdict:
+    """The deployed record handler: this module's consumer and visibility."""
+    return handle_record(record, consumer, visibility)
+
+
+def batch_handler(record_handler: Callable[[SQSRecord], Verdict], processor: BatchProcessor = processor) -> Handler:
+    """The Lambda handler around a record handler: each batch in arrival order, partial batch responses.
+
+    `processor` is Powertools' batch processor; a subclass may observe each record's success or failure
+    (https://docs.powertools.aws.dev/lambda/python/latest/utilities/batch/#extending-batchprocessor).
+    """
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+        records = sorted(event.get("Records", []), key=lambda r: arrival_order(r.get("body", "")))
+        return process_partial_response(
+            event={**event, "Records": records}, record_handler=record_handler, processor=processor, context=context
+        )
+
+    return handle_batch
+
+
+# `record_handler` looked up by name at each batch rather than bound here.
+handler = batch_handler(lambda record: record_handler(record))

@@ -4,6 +4,7 @@ The window is computed from the event's `time` (when the schedule fired), not fr
 retried invocation judges the same changes as the first attempt.
 """
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -30,23 +31,34 @@ def reconciler() -> Reconciler:
     return Reconciler.from_settings(ReconcilerSettings.from_env(), boto3.client("dynamodb"), boto3.client("events"))
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = reconciler().run(ScheduledEvent.model_validate(event).time)
-    metrics.add_metric(name="ReconcilerChangesChecked", unit=MetricUnit.Count, value=report.checked)
-    metrics.add_metric(name="ReconcilerEventsRepublished", unit=MetricUnit.Count, value=report.republished)
-    metrics.add_metric(name="ReconcilerUnreadableRecords", unit=MetricUnit.Count, value=report.unreadable)
-    summary = {
-        "windowStart": format_timestamp(report.window.start),
-        "windowEnd": format_timestamp(report.window.end),
-        "checked": report.checked,
-        "ridesBehind": report.rides_behind,
-        "republished": report.republished,
-        "unreadable": report.unreadable,
-    }
-    if report.republished or report.unreadable:
-        logger.warning("changes that had not taken effect were republished", extra=summary)
-    else:
-        logger.info("every change in the window has taken effect", extra=summary)
-    return summary
+def scheduled_handler(
+    reconciler: Callable[[], Reconciler],
+) -> Callable[..., dict[str, Any]]:
+    """The Lambda handler over a reconciler, asked for on the first run; `handler` is the deployed one."""
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def run(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        report = reconciler().run(ScheduledEvent.model_validate(event).time)
+        metrics.add_metric(name="ReconcilerChangesChecked", unit=MetricUnit.Count, value=report.checked)
+        metrics.add_metric(name="ReconcilerEventsRepublished", unit=MetricUnit.Count, value=report.republished)
+        metrics.add_metric(name="ReconcilerUnreadableRecords", unit=MetricUnit.Count, value=report.unreadable)
+        summary = {
+            "windowStart": format_timestamp(report.window.start),
+            "windowEnd": format_timestamp(report.window.end),
+            "checked": report.checked,
+            "ridesBehind": report.rides_behind,
+            "republished": report.republished,
+            "unreadable": report.unreadable,
+        }
+        if report.republished or report.unreadable:
+            logger.warning("changes that had not taken effect were republished", extra=summary)
+        else:
+            logger.info("every change in the window has taken effect", extra=summary)
+        return summary
+
+    return run
+
+
+# `reconciler` looked up by name at each run rather than bound here.
+handler = scheduled_handler(lambda: reconciler())

@@ -1,0 +1,95 @@
+"""One design's trial: fresh tables, its two instances, the captured deliveries, the replay, the redrive.
+
+`run_design` is what each worker runs: the live deliveries, then the archive replay with the clock six
+hours ahead, then a redrive of the DLQ; then the design's invariants.
+"""
+
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+
+from local.aws.dynamodb import create_table_like
+from local.aws.stack import LocalStack
+from local.aws.template import Stack
+from local.aws.transport import Transport
+from local.chaos.consumer_faults import ChaosSteps, EffectLog
+from local.chaos.downstream import ConsumerRun, DesignUnderTest
+from local.chaos.gates import PRIMARY, SECOND
+from local.chaos.outcome import consumer_hops, design_checks
+from local.chaos.plan import FAULTS, FaultPlan, Hop
+from local.chaos.reconcile import reconciler_schedule
+from local.chaos.report import DesignResult
+from local.chaos.simqueue import SimClock, SimQueue
+from local.chaos.upstream import Upstream
+from local.designs import REGISTRY, ConsumerTables, Kit
+from local.designs.powertools import powertools_on
+from local.emulators.event_source import sqs_mappings
+
+REPLAY_CLOCK_JUMP = timedelta(hours=6)
+
+
+def build_design(name: str, stack: Stack, transport: Transport, plan: FaultPlan, clock: SimClock) -> DesignUnderTest:
+    """The registry's design on copies of the template's consumer tables of its own: two instances, each with
+    its own client and its own steps (the handler's and the second consumer's)."""
+    if name not in REGISTRY:
+        raise ValueError(f"no design {name!r}; choose from {', '.join(REGISTRY)}")
+    design = REGISTRY[name]
+    client = transport.dynamodb()
+    keys, projection, accounts = (
+        create_table_like(client, stack.ref(logical_id), f"{stack.ref(logical_id)}-{name}")
+        for logical_id in ("ProcessedKeysTable", "RideProjectionTable", "RiderAccountsTable")
+    )
+    log = EffectLog()
+    steps = ChaosSteps(plan, log, PRIMARY), ChaosSteps(plan, log, SECOND)
+    kit = Kit(
+        client=transport.dynamodb,
+        tables=ConsumerTables(keys, projection, accounts),
+        key_ttl_seconds=int(stack.function_environment("ConsumerFunction")["PROCESSED_KEY_TTL_SECONDS"]),
+        clock=clock.utc_now,
+        steps=steps[0],
+        table_prefix=stack.stack_name,
+    )
+    primary, second = (design.build(replace(kit, steps=own)) for own in steps)
+    expected = design.expected_failures | {"PoisonMessageError"}
+    return DesignUnderTest(name, primary, second, *steps, projection, accounts, log, expected)
+
+
+def run_design(name: str, local: LocalStack, upstream: Upstream, plan: FaultPlan, transport: Transport) -> DesignResult:
+    """The captured deliveries through one design, live, then the replay hours later, then a DLQ redrive."""
+    started = time.perf_counter()
+    stack = local.stack
+    plan = plan.fork()
+    # From the first commit: the reconciler's windows are commit times, so its ticks must meet them.
+    clock = SimClock(upstream.started_at)
+    design = build_design(name, stack, transport, plan, clock)
+    function = local.functions["ConsumerFunction"]
+    (mapping,) = [m for m in sqs_mappings(stack) if m.function_logical_id == "ConsumerFunction"]
+    queue_props = stack.properties(mapping.queue_logical_id)
+    redrive = queue_props["RedrivePolicy"]
+    dead_letter = SimQueue(clock, 0, 0, None)
+    queue = SimQueue(clock, float(queue_props["VisibilityTimeout"]), int(redrive["maxReceiveCount"]), dead_letter)
+    schedule = reconciler_schedule(local, design.projection_table, upstream.last_commit_at, plan, transport, clock)
+    run = ConsumerRun(design, plan, clock, function, mapping, queue, schedule)
+    with powertools_on(clock.now):
+        run.run_phase("live", upstream.live)
+        clock.advance(REPLAY_CLOCK_JUMP.total_seconds())
+        run.run_phase("archive replay, 6 h later", upstream.replay)
+        run.redrive()
+    parked = dead_letter.messages()
+    metrics, checks = design_checks(design, upstream, parked, run, transport.dynamodb(), schedule.totals)
+    hops = consumer_hops(design, run)
+    failures: Counter[str] = Counter()
+    for phase in run.phases.values():
+        failures.update(phase.failures)
+    consumer_faults = tuple(fault for fault, spec in FAULTS.items() if spec.hop is Hop.QUEUE_TO_CONSUMER)
+    return DesignResult(
+        name=name,
+        hops=hops,
+        faults=plan.summary(consumer_faults),
+        metrics=metrics,
+        checks=checks,
+        seconds=round(time.perf_counter() - started, 1),
+        failures=dict(failures),
+        unhandled=run.unhandled[:20],
+    )
