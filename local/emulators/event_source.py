@@ -84,14 +84,19 @@ def failed_ids(response: Any, ids: list[str], report_batch_item_failures: bool) 
 def visibility_moments(queue_arn: str) -> list[float]:
     """For each message on the queue (moto's, in this process): the moment it is, or was, visible from.
 
-    That is the latest of its send, its delay and its visibility timeout, read from moto's backend in
-    the clock moto was given, plus moto's one millisecond (it shows a message once the time is past that).
+    That is its send, or the end of its delay, or the end of its visibility timeout, whichever is latest,
+    read from moto's backend in the clock moto was given. moto shows a message once the time is past
+    its visibility timeout (hence the millisecond added) and from the end of its delay.
     """
     _, _, _, region, account, name = queue_arn.split(":")
     queue = sqs_backends[account][region].get_queue(name)
     with REQUEST_LOCK:
         return [
-            max(message.sent_timestamp or 0, message.delayed_until or 0, message.visible_at or 0) / 1000 + 0.001
+            max(
+                (message.sent_timestamp or 0) / 1000,
+                message.delayed_until / 1000,
+                message.visible_at / 1000 + 0.001 if message.visible_at else 0.0,
+            )
             for message in queue._messages
         ]
 
