@@ -13,10 +13,14 @@ which must be the clock the poller is given: its batching window and `next_batch
 Two hooks are the seams for faults at this hop: `around_invoke` wraps each invocation (it may crash it,
 time it, or hand the batch to a second consumer), and `settles` decides whether a message the function
 reported processed is deleted (a lost delete leaves it to come back after its visibility timeout).
-Documents: https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html (batching window, partial batch
-responses, the visibility timeout), https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html
-and https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
-(maxReceiveCount).
+Receive order is moto's: visible messages in the order they were sent, a retried one keeping its place;
+a standard queue promises only a best-effort order, so any order is one SQS may deliver.
+Documents: https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html (BatchSize,
+MaximumBatchingWindowInSeconds), https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html
+(partial batch responses), https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/working-with-visibility-timeouts.html,
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+(maxReceiveCount) and https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html
+(best-effort order).
 """
 
 from collections.abc import Callable
