@@ -6,6 +6,7 @@ visibility timeout is 120 s), so every one of them also checks that this machine
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,9 +15,11 @@ import pytest
 from local.aws.functions import functions
 from local.aws.messaging import create_queues
 from local.aws.moto_patches import clock_installed
+from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.emulators.clock import SimulatedClock, WallClock
 from local.emulators.event_source import SqsPoller, sqs_mappings
+from local.emulators.pipeline import Pipeline
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 
 START = 1_800_000_000.0
@@ -211,3 +214,33 @@ def test_a_message_not_settled_is_not_deleted_and_returns_after_the_visibility_t
     assert second is not None
     assert (len(second.succeeded), second.not_deleted) == (1, [])
     assert poller.next_visible_at() is None
+
+
+# ---------------------------------------------------------------- the whole pipeline on a simulated clock
+
+
+@pytest.mark.e2e
+def test_a_pipeline_on_a_simulated_clock_retries_a_message_to_the_dlq_without_waiting(
+    restore_environment: None, tmp_path: Path
+) -> None:
+    # Given the local stack's pipeline on a simulated clock, and a message the consumer can never apply
+    local = LocalStack.start(outputs_file=tmp_path / "outputs.json")
+    try:
+        clock = SimulatedClock(time.time())
+        with Pipeline(local, clock) as pipeline:
+            sqs = boto3.client("sqs")
+            sqs.send_message(QueueUrl=local.stack.ref("RideEventsQueue"), MessageBody="not an event")
+            props = local.stack.properties("RideEventsQueue")
+            timeout, receives = int(props["VisibilityTimeout"]), int(props["RedrivePolicy"]["maxReceiveCount"])
+            started, began = clock.now(), time.monotonic()
+            # When it runs until quiet
+            pipeline.run_until_quiet(timeout_seconds=60)
+            # Then the message was received maxReceiveCount times, a visibility timeout apart on the clock, then parked
+            stats = pipeline.consumer_stats["ConsumerFunction"]
+            assert (stats.deliveries, stats.failed, stats.succeeded) == (receives, receives, 0)
+            assert clock.now() - started >= (receives - 1) * timeout
+            dead = sqs.receive_message(QueueUrl=local.stack.ref("ConsumerDeadLetterQueue")).get("Messages", [])
+            assert [message["Body"] for message in dead] == ["not an event"]
+            assert time.monotonic() - began < 30
+    finally:
+        local.stop()
