@@ -1,7 +1,8 @@
 """moto's SQS on the local stack's clock: visibility, ChangeMessageVisibility, delays and the DLQ, without waiting.
 
-Each test runs on a `SimulatedClock` installed in moto; a test that slept would take minutes (the queue's
-visibility timeout is 120 s), so every one of them also checks that this machine's time hardly moved.
+The queue tests run on a `SimulatedClock` installed in moto: waiting out the queue's 120 s visibility
+timeout for real would take minutes, so the longest of them also check that this machine's time hardly
+moved. Then the event source's hooks on that queue, and the whole pipeline on a simulated clock.
 """
 
 import time
