@@ -23,6 +23,7 @@ from rich.table import Table
 
 from local.aws.functions import send_output_to
 from local.aws.stack import STATE_DIR, LocalStack
+from local.emulators.clock import WallClock
 from local.emulators.pipeline import Pipeline
 from local.workload.invariants import check_all, scan
 from local.workload.measure import BareBaseline
@@ -58,20 +59,20 @@ def run(rides: int, seed: int, retry_rate: float, replay: bool, time_scale: floa
         send_output_to(output)
         local = LocalStack.start(environment_overrides=QUIET_FUNCTIONS)
         try:
-            return _run(local, rides, seed, retry_rate, replay, time_scale, console)
+            with Pipeline(local, WallClock(time_scale)) as pipeline:
+                return _run(local, pipeline, rides, seed, retry_rate, replay, console)
         finally:
             local.stop()
             send_output_to(None)
 
 
 def _run(
-    local: LocalStack, rides: int, seed: int, retry_rate: float, replay: bool, time_scale: float, console: Console
+    local: LocalStack, pipeline: Pipeline, rides: int, seed: int, retry_rate: float, replay: bool, console: Console
 ) -> Report:
     console.print(f"local stack on [bold]{local.endpoint}[/] (outputs in {STATE_DIR / 'outputs.json'})")
     started_at = datetime.now(UTC)
     api = ApiCaller(local.stack, local.functions["ApiFunction"])
     traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
-    pipeline = Pipeline(local, time_scale=time_scale)
     bare = BareBaseline(local)
     segments: list[Segment] = []
     with Progress(
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "--time-scale",
         type=float,
         default=0.01,
-        help="real seconds per simulated second of waiting (visibility timeouts, windows)",
+        help="the clock's scale: real seconds per second of AWS's waits (visibility timeouts, windows)",
     )
     parser.add_argument("--json", type=Path, default=STATE_DIR / "demo-report.json")
     args = parser.parse_args(argv)

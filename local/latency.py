@@ -1,9 +1,9 @@
 """`python -m local.latency`: commit -> applied latency of ride events delivered out of order, in simulated time.
 
-The ConsumerFunction's handler, unchanged, behind the SQS event source as `local.chaos` simulates it (a
-`SimQueue` with the template's visibility timeout and maxReceiveCount, batches of BatchSize gathered for at
-most MaximumBatchingWindowInSeconds), writing to moto in-process. Simulated time makes a 120 s visibility
-timeout cost nothing to wait for, and gives the same figures on any machine for the same seed.
+The ConsumerFunction's handler, unchanged, behind the SQS event source emulator (local/emulators/event_source.py)
+on moto's own RideEventsQueue, with the template's visibility timeout, maxReceiveCount, BatchSize and
+MaximumBatchingWindowInSeconds, all on one simulated clock that moto's SQS reads too: a 120 s visibility
+timeout costs nothing to wait for, and the same seed gives the same figures on any machine.
 
 The traffic: rides start at a steady rate; each makes its four changes (requested, accepted, started,
 completed) a few seconds apart. An event enters the queue shortly after its commit (the upstream hops
@@ -13,13 +13,14 @@ from an event's commit to the end of the invocation that applied it.
 
 Two ways of retrying an early event are measured on the same traffic: the consumer's own (it shortens
 the message's visibility with ChangeMessageVisibility, backing off with its receive count), and the
-queue's visibility timeout alone (the queue ignores the change, as when ChangeMessageVisibility fails; the
+queue's visibility timeout alone (the call is refused, as when the function's role may not make it; the
 only way the consumer retried before it made that call).
 """
 
 import argparse
 import importlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -33,16 +34,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from unittest import mock
 
-from local.aws.dynamodb import create_table_like
-from local.aws.functions import LocalFunction
-from local.aws.moto_patches import install_replay_fixes
-from local.aws.stack import LocalStack
-from local.aws.template import ACCOUNT_ID, REGION
-from local.aws.transport import Transport
-from local.chaos.api_faults import CHAOS_TRACEPARENT
-from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
-from local.chaos.simqueue import SimClock, SimQueue, SimSqs, lambda_record
-from local.emulators.event_source import SqsMapping, failed_ids, sqs_mappings
+import boto3
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from local.aws import moto_patches
+from local.aws.dynamodb import create_table_like, create_tables
+from local.aws.functions import LocalFunction, cold_start, export_environment, functions, send_output_to
+from local.aws.messaging import create_messaging
+from local.aws.moto_patches import clock_installed
+from local.aws.stack import LOCAL_CREDENTIALS
+from local.aws.template import ACCOUNT_ID, REGION, Stack
+from local.emulators.clock import SimulatedClock
+from local.emulators.event_source import Invoke, SqsPoller, sqs_mappings
 from rideonce.dal.consumer import EffectStore
 from rideonce.dal.queue import MessageVisibility
 from rideonce.logic import events as ride_events
@@ -64,6 +68,10 @@ HELD_BEHIND_SECONDS = (0.1, 1.0)
 """How long after its successor a reordered event enters the queue."""
 CHANGES_PER_RIDE = 4
 INVOCATION_SECONDS = 0.05
+START = 1_800_000_000.0
+"""The simulated clock's start (epoch seconds): every commit and delivery time counts from here."""
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+QUIET_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
 HONOURED = "honoured"
 IGNORED = "ignored"
 MODES = (HONOURED, IGNORED)
@@ -93,8 +101,8 @@ class LatencyResult:
     not_applied: int
 
 
-def traffic(rides: int, reordered_share: float, seed: int) -> list[Delivery]:
-    """Every ride's four events with their commit and delivery times (seconds from 0), as one seed decides.
+def traffic(rides: int, reordered_share: float, seed: int, origin: float = START) -> list[Delivery]:
+    """Every ride's four events with their commit and delivery times (epoch seconds from `origin`), as one seed decides.
 
     `reordered_share` is of all deliveries; only an event with a successor can be held behind it (three of
     four), so each of those is held with the probability that makes the whole share.
@@ -104,7 +112,7 @@ def traffic(rides: int, reordered_share: float, seed: int) -> list[Delivery]:
     request = CreateRideRequest(rider_id="rider-latency", pickup=Location(lat=1, lng=2), dropoff=Location(lat=3, lng=4))
     deliveries: list[Delivery] = []
     for index in range(rides):
-        moment = index / RIDES_PER_SECOND
+        moment = origin + index / RIDES_PER_SECOND
         ride_id = f"latency-{seed}-{index:06d}"
         change = ride_logic.request_ride(ride_id, request, datetime.fromtimestamp(moment, UTC))
         changes = [change]
@@ -125,7 +133,7 @@ def traffic(rides: int, reordered_share: float, seed: int) -> list[Delivery]:
             if rng.random() < hold:
                 delivered[version] = delivered[version + 1] + rng.uniform(*HELD_BEHIND_SECONDS)
         for change, commit, delivery in zip(changes, committed, delivered, strict=True):
-            event = ride_events.build_event(change, change.ride.updated_at, CHAOS_TRACEPARENT)
+            event = ride_events.build_event(change, change.ride.updated_at, TRACEPARENT)
             deliveries.append(
                 Delivery(event.metadata.idempotency_key, _envelope(event.model_dump(mode="json")), commit, delivery)
             )
@@ -165,22 +173,33 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
-class Simulation:
-    """One mode's run: the deliveries through a simulated queue to the ConsumerFunction's handler."""
+class RefusedVisibilityChanges:
+    """The one SQS call the consumer makes, refused: as for a function whose role lacks sqs:ChangeMessageVisibility."""
 
-    def __init__(self, local: LocalStack, mode: str, deliveries: list[Delivery]) -> None:
-        stack = local.stack
-        self._function: LocalFunction = local.functions["ConsumerFunction"]
-        (self._mapping,) = [m for m in sqs_mappings(stack) if m.function_logical_id == "ConsumerFunction"]
-        props = stack.properties(self._mapping.queue_logical_id)
-        self._clock = SimClock(0.0)
-        self._dead_letter = SimQueue(self._clock, 0, 0, None)
-        self.queue = SimQueue(
-            self._clock,
-            float(props["VisibilityTimeout"]),
-            int(props["RedrivePolicy"]["maxReceiveCount"]),
-            self._dead_letter,
+    def change_message_visibility(self, **_: Any) -> dict[str, Any]:
+        error = {"Code": "AccessDenied", "Message": "not authorized to perform sqs:ChangeMessageVisibility"}
+        raise ClientError(cast("Any", {"Error": error}), "ChangeMessageVisibility")
+
+
+class Simulation:
+    """One mode's run: the deliveries through moto's queue and the SQS event source to the ConsumerFunction."""
+
+    def __init__(
+        self, stack: Stack, function: LocalFunction, mode: str, deliveries: list[Delivery], clock: SimulatedClock
+    ) -> None:
+        self._function = function
+        (mapping,) = [m for m in sqs_mappings(stack) if m.function_logical_id == "ConsumerFunction"]
+        self._clock = clock
+        self._sqs = boto3.client("sqs")
+        self.poller = SqsPoller(
+            self._sqs,
+            stack.ref(mapping.queue_logical_id),
+            mapping,
+            self._function.invoke,
+            clock=clock,
+            around_invoke=self._timed,
         )
+        self._dead_letter_url = stack.ref("ConsumerDeadLetterQueue")
         self._mode = mode
         self._deliveries = deliveries
         self._stack = stack
@@ -189,67 +208,63 @@ class Simulation:
         self.deferred = 0
 
     @contextmanager
-    def installed(self, transport: Transport, tables: tuple[str, str, str]) -> Iterator[None]:
-        """The handler's `consumer()` on fresh tables with the simulated clock; with HONOURED, its `visibility()`
-        acts on the simulated queue. With IGNORED nothing else is patched: the function's own SQS client
-        meets a receipt handle moto never issued, the call fails, and the queue's timeout applies."""
+    def installed(self, tables: tuple[str, str, str]) -> Iterator[None]:
+        """The handler's `consumer()` on fresh tables with the simulated clock. With HONOURED the function's own
+        SQS client shortens the visibility on moto's queue; with IGNORED its `visibility()` is refused, so
+        the queue's timeout applies."""
         ttl = int(self._stack.function_environment("ConsumerFunction")["PROCESSED_KEY_TTL_SECONDS"])
-        store = EffectStore(transport.dynamodb(), *tables)
+        store = EffectStore(boto3.client("dynamodb"), *tables)
         consumer = RideEventConsumer(store, ttl, clock=self._clock.utc_now)
 
         def the_consumer() -> RideEventConsumer:
             return consumer
 
+        def refused() -> MessageVisibility:
+            return MessageVisibility(cast("SQSClient", RefusedVisibilityChanges()))
+
         with ExitStack() as patches:
             patches.enter_context(mock.patch.object(self._module, "consumer", the_consumer))
-            if self._mode == HONOURED:
-                queue = self.queue
-
-                def visibility() -> MessageVisibility:
-                    return MessageVisibility(cast("SQSClient", SimSqs(queue)))
-
-                patches.enter_context(mock.patch.object(self._module, "visibility", visibility))
+            if self._mode == IGNORED:
+                patches.enter_context(mock.patch.object(self._module, "visibility", refused))
             yield
 
+    def _timed(self, event: dict[str, Any], invoke: Invoke) -> Any:
+        """An invocation takes INVOCATION_SECONDS of the clock; its messages are deleted after it."""
+        response = invoke(event)
+        self._clock.advance(INVOCATION_SECONDS)
+        return response
+
     def run(self) -> None:
-        mapping: SqsMapping = self._mapping
+        """Deliveries enter the queue at their times; the event source invokes when a batch is full or its
+        batching window has run out (at once when nothing more will come); in between the clock jumps."""
         pending = iter(self._deliveries)
         upcoming = next(pending, None)
         by_id: dict[str, Delivery] = {}
-        while upcoming is not None or len(self.queue):
+        while True:
             now = self._clock.now()
             while upcoming is not None and upcoming.delivered_at <= now:
-                message = self.queue.send(upcoming.body, upcoming.key, poison=False)
-                by_id[message.message_id] = upcoming
+                sent = self._sqs.send_message(QueueUrl=self.poller.queue_url, MessageBody=upcoming.body)
+                by_id[sent["MessageId"]] = upcoming
                 upcoming = next(pending, None)
-            oldest = self.queue.next_visible_at()
-            # The event source invokes when a batch is full or its batching window has run out.
-            if oldest is not None and oldest <= now:
-                window_over = now >= oldest + mapping.batching_window_seconds
-                if window_over or self.queue.visible_count() >= mapping.batch_size or upcoming is None:
-                    self._invoke(by_id)
+            due = self.poller.next_batch_at(whole_window=upcoming is not None)
+            if due is not None and due <= now:
+                outcome = self.poller.poll()
+                if outcome is None:  # the due messages went to the DLQ as they were received
                     continue
-            moments = [oldest + mapping.batching_window_seconds if oldest is not None and oldest <= now else oldest]
-            moments.append(upcoming.delivered_at if upcoming is not None else None)
-            following = [moment for moment in moments if moment is not None]
+                self.deferred += len(outcome.failed)
+                for message_id in outcome.succeeded:
+                    self.applied_at.setdefault(by_id[message_id].key, self._clock.now())
+                continue
+            following = [m for m in (due, upcoming.delivered_at if upcoming else None) if m is not None]
             if not following:
-                break
+                return
             self._clock.advance_to(min(following))
 
-    def _invoke(self, by_id: dict[str, Delivery]) -> None:
-        batch = self.queue.receive(self._mapping.batch_size)
-        if not batch:
-            return
-        ids = [message.message_id for message in batch]
-        response = self._function.invoke({"Records": [lambda_record(m, self._mapping.queue_arn) for m in batch]})
-        failed = failed_ids(response, ids, self._mapping.report_batch_item_failures)
-        self._clock.advance(INVOCATION_SECONDS)
-        for message in batch:
-            if message.message_id in failed:
-                self.deferred += 1
-                continue
-            self.queue.delete(message)
-            self.applied_at.setdefault(by_id[message.message_id].key, self._clock.now())
+    def parked(self) -> int:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self._dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
     def result(self) -> LatencyResult:
         latencies = [
@@ -266,34 +281,70 @@ class Simulation:
             p99=round(percentile(latencies, 0.99), 2),
             worst=round(max(latencies), 2),
             deferred=self.deferred,
-            parked=len(self._dead_letter),
+            parked=self.parked(),
             not_applied=len(self._deliveries) - len(latencies),
         )
 
 
-def run(rides: int, reordered_share: float, seed: int, modes: tuple[str, ...] = MODES) -> list[LatencyResult]:
-    """The same traffic through each mode, each on tables of its own, in one local stack."""
-    install_replay_fixes()
-    local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
-    quiet = quiet_handlers()
+@contextmanager
+def quiet_handlers() -> Iterator[None]:
+    """Nothing the handlers log or print reaches the terminal: every early event logs a line."""
+    observability = importlib.import_module("rideonce.observability")
+    level = observability.logger.log_level
+    observability.logger.setLevel("CRITICAL")
+    with open(os.devnull, "w") as sink:
+        send_output_to(sink)
+        try:
+            yield
+        finally:
+            send_output_to(None)
+            observability.logger.setLevel(level)
+
+
+@contextmanager
+def in_process_account() -> Iterator[tuple[Stack, LocalFunction]]:
+    """The template's tables and queues on moto in this process (boto3 calls never leave it), and the consumer.
+
+    No server: every request of a run, the function's own included, goes straight into moto's backends.
+    """
+    moto_patches.install()
+    saved = dict(os.environ)
     try:
-        transport = Transport(in_process=True)
-        client = transport.dynamodb()
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        os.environ.update(LOCAL_CREDENTIALS)
+        with mock_aws():
+            stack = Stack.from_file()
+            create_tables(boto3.client("dynamodb"), stack)
+            create_messaging(boto3.client("events"), boto3.client("sqs"), stack)
+            export_environment(stack)
+            os.environ.update(QUIET_FUNCTIONS)
+            found = functions(stack)
+            cold_start(found)
+            yield stack, found["ConsumerFunction"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run(rides: int, reordered_share: float, seed: int, modes: tuple[str, ...] = MODES) -> list[LatencyResult]:
+    """The same traffic through each mode, each on consumer tables of its own, in one account."""
+    with in_process_account() as (stack, function), quiet_handlers():
+        client = boto3.client("dynamodb")
         deliveries = traffic(rides, reordered_share, seed)
         results = []
         for mode in modes:
             tables = tuple(
-                create_table_like(client, local.stack.ref(lid), f"{local.stack.ref(lid)}-{mode}")
+                create_table_like(client, stack.ref(lid), f"{stack.ref(lid)}-{mode}")
                 for lid in ("ProcessedKeysTable", "RideProjectionTable", "RiderAccountsTable")
             )
-            simulation = Simulation(local, mode, deliveries)
-            with simulation.installed(transport, cast("tuple[str, str, str]", tables)):
-                simulation.run()
-            results.append(simulation.result())
+            clock = SimulatedClock(START)
+            with clock_installed(clock):
+                simulation = Simulation(stack, function, mode, deliveries, clock)
+                with simulation.installed(cast("tuple[str, str, str]", tables)):
+                    simulation.run()
+                results.append(simulation.result())
+                boto3.client("sqs").purge_queue(QueueUrl=stack.ref("ConsumerDeadLetterQueue"))
         return results
-    finally:
-        quiet()
-        local.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

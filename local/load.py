@@ -21,6 +21,7 @@ from typing import Any
 
 from local.aws.functions import send_output_to
 from local.aws.stack import STATE_DIR, LocalStack
+from local.emulators.clock import WallClock
 from local.emulators.http_api import serve
 from local.emulators.pipeline import Pipeline
 from local.workload.invariants import Check, check_all
@@ -161,18 +162,18 @@ def run(clients: int, rides_per_client: int, retries: int, seed: int, time_scale
         send_output_to(output)
         local = LocalStack.start(outputs_file=None, environment_overrides=QUIET)
         try:
-            return _run(local, clients, rides_per_client, retries, seed, time_scale)
+            with Pipeline(local, WallClock(time_scale)) as pipeline:
+                return _run(local, pipeline, clients, rides_per_client, retries, seed)
         finally:
             local.stop()
             send_output_to(None)
 
 
 def _run(
-    local: LocalStack, clients: int, rides_per_client: int, retries: int, seed: int, time_scale: float
+    local: LocalStack, pipeline: Pipeline, clients: int, rides_per_client: int, retries: int, seed: int
 ) -> LoadResult:
     server = serve(local, log=lambda hop, message: None)
     host, port = server.server_address[0], server.server_address[1]
-    pipeline = Pipeline(local, time_scale=time_scale)
     stop = threading.Event()
     pumping = threading.Thread(target=_pump, args=(pipeline, stop), daemon=True)
     pumping.start()

@@ -30,22 +30,31 @@
 All are installed by `install()`, once, before any moto backend is used. Two more, which only a long
 chaos run needs, are installed by `install_replay_fixes()`:
 
-5. Target input paths. moto's event target input builds a JSONPath parser (a yacc table) per path per
+6. Target input paths. moto's event target input builds a JSONPath parser (a yacc table) per path per
    event: about 6 ms per event and target, most of the Pipe's time. Parsed paths are cached.
-6. Replay windows. moto's `start_replay` replays the whole archive whatever EventStartTime and
+7. Replay windows. moto's `start_replay` replays the whole archive whatever EventStartTime and
    EventEndTime say; AWS replays the window only. The window is honoured.
+
+And one a run asks for:
+
+8. Time. `clock_installed(clock)` makes moto's SQS read the local stack's clock (local/emulators/clock.py)
+   for every timestamp it takes or compares: sending, delays, receiving, visibility timeouts,
+   ChangeMessageVisibility, retention and the redrive to the dead-letter queue after maxReceiveCount
+   receives. On a simulated clock a visibility timeout is over when the clock is advanced past it.
+   DynamoDB stream records are stamped by the same clock, so the Pipe's record age is measured in it.
 """
 
 import copy
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache, wraps
 from typing import Any
 
+from moto.core import utils as moto_utils
 from moto.core.botocore_stubber import BotocoreStubber
-from moto.core.utils import unix_time
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -55,10 +64,14 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import table as dynamodb_tables
 from moto.dynamodb.models.table import Table
 from moto.events.utils import EventTemplateParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs import models as sqs_models
 from moto.sqs.models import Queue, SQSBackend
+
+from local.emulators.clock import Clock, SimulatedClock
 
 REQUEST_LOCK = threading.RLock()
 _installed = False
@@ -153,7 +166,7 @@ def _cheap_queue_attributes_while_sending() -> None:
 
     def retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
         retention_seconds = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
-        return bool(retention_seconds + message.sent_timestamp / 1000 > unix_time())
+        return bool(retention_seconds + message.sent_timestamp / 1000 > sqs_models.unix_time())  # type: ignore[attr-defined]
 
     Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
     SQSBackend.send_message = sending  # type: ignore[method-assign]
@@ -201,6 +214,56 @@ class _QueryScope:
     def __init__(self, hash_key: Any, index_name: str | None) -> None:
         self.hash_key = hash_key
         self.index_name = index_name
+
+
+@contextmanager
+def clock_installed(clock: Clock) -> Iterator[None]:
+    """moto's SQS reads `clock` inside the block (in this process, server threads included), then its own again.
+
+    moto.sqs.models takes every timestamp through its module-level `unix_time` and `unix_time_millis`,
+    so those two are what is replaced; so is the `utcnow` that stamps DynamoDB stream records. Blocks
+    nest: leaving one gives back the clock it replaced.
+    On a `SimulatedClock` a long poll is refused: moto's wait loop waits until its clock passes the end
+    of the poll, which a clock that only its driver advances never does (receive with WaitTimeSeconds=0).
+    """
+
+    def unix_time(dt: Any = None) -> float:
+        return clock.now() if dt is None else moto_utils.unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return clock.now() * 1000.0 if dt is None else moto_utils.unix_time_millis(dt)
+
+    def utcnow() -> datetime:
+        return clock.utc_now().replace(tzinfo=None)  # naive, as moto's own
+
+    receive_message = SQSBackend.receive_message
+
+    @wraps(receive_message)
+    def receive_without_waiting(self: SQSBackend, queue_name: str, count: int, wait: int, *args: Any) -> Any:
+        if wait:
+            raise ValueError(
+                f"ReceiveMessage waits {wait} s on a simulated clock, which only its driver "
+                "advances: receive with WaitTimeSeconds=0"
+            )
+        return receive_message(self, queue_name, count, wait, *args)
+
+    replacements: list[tuple[Any, str, Any]] = [
+        (sqs_models, "unix_time", unix_time),
+        (sqs_models, "unix_time_millis", unix_time_millis),
+        (dynamodb_tables, "utcnow", utcnow),
+    ]
+    if isinstance(clock, SimulatedClock):
+        replacements.append((SQSBackend, "receive_message", receive_without_waiting))
+    with REQUEST_LOCK:
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replacements]
+        for owner, name, value in replacements:
+            setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        with REQUEST_LOCK:
+            for owner, name, value in saved:
+                setattr(owner, name, value)
 
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}

@@ -5,21 +5,33 @@
 - with ReportBatchItemFailures, the messages it names stay on the queue and the rest are deleted;
   without it, or when the handler raises or answers something unparseable, the whole batch stays;
 - messages that stay become visible again after the queue's visibility timeout, or sooner when the
-  function shortened it with ChangeMessageVisibility (both scaled by `time_scale`, so a simulation
-  can compress time), and SQS moves one to its DLQ once it has been received maxReceiveCount times
-  (moto implements that redrive at receive time, as SQS does).
+  function shortened it with ChangeMessageVisibility, and SQS moves one to its DLQ once it has been
+  received maxReceiveCount times (moto implements that redrive at receive time, as SQS does).
+
+moto keeps the queue and its timers; they run on the clock moto was given (moto_patches.clock_installed),
+which must be the clock the poller is given: its batching window and `next_batch_at` read that clock.
+Two hooks are the seams for faults at this hop: `around_invoke` wraps each invocation (it may crash it,
+time it, or hand the batch to a second consumer), and `settles` decides whether a message the function
+reported processed is deleted (a lost delete leaves it to come back after its visibility timeout).
+Receive order is moto's: visible messages in the order they were sent, a retried one keeping its place;
+a standard queue promises only a best-effort order, so any order is one SQS may deliver.
+Documents: https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-parameters.html (BatchSize,
+MaximumBatchingWindowInSeconds), https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html
+(partial batch responses), https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/working-with-visibility-timeouts.html,
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+(maxReceiveCount) and https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html
+(best-effort order).
 """
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from moto.core.utils import unix_time_millis
 from moto.sqs.models import sqs_backends
 
 from local.aws.moto_patches import REQUEST_LOCK
 from local.aws.template import Stack
+from local.emulators.clock import Clock, WallClock
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -73,20 +85,32 @@ def failed_ids(response: Any, ids: list[str], report_batch_item_failures: bool) 
     return set(ids) if named - set(ids) or any(not name for name in named) else named
 
 
-def compress_visibility(queue_arn: str, receipt_handles: set[str], time_scale: float) -> None:
-    """Scale what is left of each message's visibility timeout by `time_scale`, whoever set it.
+def visibility_moments(queue_arn: str) -> list[float]:
+    """For each message on the queue (moto's, in this process): the moment it is, or was, visible from.
 
-    That is the queue's timeout for a message that failed, or a shorter one the function itself set with
-    ChangeMessageVisibility (an early event retried in seconds). It is done in moto's backend, in this
-    process, because the API takes whole seconds and 1 s scaled by 0.01 is 10 ms.
+    That is its send, or the end of its delay, or the end of its visibility timeout, whichever is latest,
+    read from moto's backend in the clock moto was given. moto shows a message once the time is past
+    its visibility timeout (hence the millisecond added) and from the end of its delay.
     """
     _, _, _, region, account, name = queue_arn.split(":")
     queue = sqs_backends[account][region].get_queue(name)
     with REQUEST_LOCK:
-        now = unix_time_millis()
-        for message in queue._messages:
-            if message.receipt_handle in receipt_handles:
-                message.visible_at = now + max(0.0, message.visible_at - now) * time_scale
+        return [
+            max(
+                (message.sent_timestamp or 0) / 1000,
+                message.delayed_until / 1000,
+                message.visible_at / 1000 + 0.001 if message.visible_at else 0.0,
+            )
+            for message in queue._messages
+        ]
+
+
+Invoke = Callable[[dict[str, Any]], Any]
+AroundInvoke = Callable[[dict[str, Any], Invoke], Any]
+"""Called for each batch with the event and the invocation: returns the function's response (calling the
+invocation, or not), or raises as a function error does; the whole batch then stays on the queue."""
+Settles = Callable[[dict[str, Any]], bool]
+"""Called for each record the function reported processed: True to delete its message, False to leave it."""
 
 
 @dataclass
@@ -94,19 +118,23 @@ class BatchOutcome:
     received: int
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    not_deleted: list[str] = field(default_factory=list)
+    """Succeeded, but `settles` kept their delete from happening: they come back after the visibility timeout."""
     raised: BaseException | None = None
 
 
 @dataclass
 class SqsPoller:
-    """Polls one queue for one function, batch by batch."""
+    """Polls one queue for one function, batch by batch, on `clock` (the clock moto's SQS reads)."""
 
     sqs: "SQSClient"
     queue_url: str
     mapping: SqsMapping
-    invoke: Callable[[dict[str, Any]], Any]
+    invoke: Invoke
     region: str = "us-east-1"
-    time_scale: float = 1.0
+    clock: Clock = field(default_factory=WallClock)
+    around_invoke: AroundInvoke | None = None
+    settles: Settles | None = None
     visibility_timeout: int = field(init=False, default=30)
 
     def __post_init__(self) -> None:
@@ -118,28 +146,50 @@ class SqsPoller:
         messages = self._gather(wait)
         if not messages:
             return None
-        event = {"Records": [self._record(message) for message in messages]}
+        records = [self._record(message) for message in messages]
+        event = {"Records": records}
         ids = [message["MessageId"] for message in messages]
         outcome = BatchOutcome(received=len(messages))
         try:
-            failed = self._failed_ids(self.invoke(event), ids)
+            response = self.invoke(event) if self.around_invoke is None else self.around_invoke(event, self.invoke)
+            failed = self._failed_ids(response, ids)
         except Exception as error:  # a function error: the whole batch stays on the queue
             failed, outcome.raised = set(ids), error
         handles = {message["MessageId"]: message["ReceiptHandle"] for message in messages}
         outcome.failed = [message_id for message_id in ids if message_id in failed]
         outcome.succeeded = [message_id for message_id in ids if message_id not in failed]
-        for start in range(0, len(outcome.succeeded), SQS_RECEIVE_LIMIT):
-            chunk = outcome.succeeded[start : start + SQS_RECEIVE_LIMIT]
+        if self.settles is not None:
+            kept = [record for record in records if record["messageId"] not in failed and not self.settles(record)]
+            outcome.not_deleted = [record["messageId"] for record in kept]
+        deleted = [message_id for message_id in outcome.succeeded if message_id not in outcome.not_deleted]
+        for start in range(0, len(deleted), SQS_RECEIVE_LIMIT):
+            chunk = deleted[start : start + SQS_RECEIVE_LIMIT]
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(index), "ReceiptHandle": handles[mid]} for index, mid in enumerate(chunk)],
             )
-        if self.time_scale != 1.0:
-            compress_visibility(self.mapping.queue_arn, {handles[mid] for mid in outcome.failed}, self.time_scale)
         return outcome
 
+    def next_batch_at(self, whole_window: bool = True) -> float | None:
+        """When this event source would next invoke, on its clock; None when the queue holds no message.
+
+        At once when a full batch is visible; otherwise when the batching window that opens with the
+        earliest message to be visible closes (`whole_window` False: as soon as that message is visible).
+        """
+        moments = sorted(visibility_moments(self.mapping.queue_arn))
+        if not moments:
+            return None
+        now = self.clock.now()
+        if sum(moment <= now for moment in moments) >= self.mapping.batch_size:
+            return now
+        return moments[0] + (self.mapping.batching_window_seconds if whole_window else 0)
+
+    def next_visible_at(self) -> float | None:
+        """The earliest moment a message on the queue is, or will be, visible; None when it holds none."""
+        return min(visibility_moments(self.mapping.queue_arn), default=None)
+
     def _gather(self, wait: bool) -> list["MessageTypeDef"]:
-        deadline = time.monotonic() + (self.mapping.batching_window_seconds * self.time_scale if wait else 0)
+        deadline = self.clock.now() + (self.mapping.batching_window_seconds if wait else 0)
         messages: list[MessageTypeDef] = []
         while len(messages) < self.mapping.batch_size:
             received = self.sqs.receive_message(
@@ -150,10 +200,10 @@ class SqsPoller:
                 WaitTimeSeconds=0,
             ).get("Messages", [])
             messages.extend(received)
-            if not received and time.monotonic() >= deadline:
+            if not received and self.clock.now() >= deadline:
                 break
             if not received:
-                time.sleep(0.05)
+                self.clock.sleep(0.05)
         return messages
 
     def _failed_ids(self, response: Any, ids: list[str]) -> set[str]:

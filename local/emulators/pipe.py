@@ -18,8 +18,8 @@ in docs/aws-behaviour.md ("The Pipe") lists them with their addresses.
   absent from Lambda's filter rule syntax: https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html)
   and any operator `EventPattern` does not implement raise ValueError when the pipe is configured.
 - Batches of at most BatchSize, sent when full or MaximumBatchingWindowInSeconds after their first record
-  (waits scaled by `time_scale`); an event bus target takes at most 10, and more than 10 items from the
-  enrichment fail the batch without invoking the target
+  (waits on the runner's clock, local/emulators/clock.py); an event bus target takes at most 10, and more
+  than 10 items from the enrichment fail the batch without invoking the target
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-batching-concurrency.html).
 - The enrichment gets the batch as a bare JSON array of records, with what moto's records lack
   (`eventSourceARN`; ApproximateCreationDateTime in epoch seconds). Its answer "", {} or [] invokes no
@@ -74,6 +74,7 @@ from botocore.exceptions import ClientError
 
 from local.aws.functions import LocalFunction
 from local.aws.template import Stack
+from local.emulators.clock import Clock, WallClock
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
@@ -533,7 +534,7 @@ class _Batch:
     records: list[dict[str, Any]]
     attempts: int = 0  # attempts made on batches holding these records, parents before a bisection included
     retries: int = 0  # retries of exactly these records, what MaximumRetryAttempts limits
-    not_before: float = 0.0  # monotonic time of the next attempt
+    not_before: float = 0.0  # the clock's time of the next attempt
     error: str | None = None  # why the last attempt failed
 
 
@@ -577,9 +578,11 @@ class PipeRunner:
     """Runs one Pipe: `poll()` in a foreground loop, `run_until_quiet()` to drain, `run_forever()` in a thread.
 
     `enrich` is the enrichment function's invocation (e.g. `LocalFunction.invoke`); it gets the bare JSON
-    array of records. `now` gives epoch seconds for record age (a simulation may move it); every wait
-    (batching window, retry backoff) is real time multiplied by `time_scale`. `on_event` gets one dict per
-    event the bus accepted (see `describe_forwarded`), `on_dead_letter` each dead-letter message body.
+    array of records. Record age, the batching window and the retry backoff are measured on `clock` (the
+    clock moto was given, which stamps the stream records); `time_scale` multiplies the two waits only,
+    and 0 skips them (for a caller that runs its pipe on this machine's time and must never wait).
+    `on_event` gets one dict per event the bus accepted (see `describe_forwarded`), `on_dead_letter` each
+    dead-letter message body.
     `around_delivery` is the seam for faults at the target (see `AroundDelivery`); without it every
     attempt delivers once.
     """
@@ -592,8 +595,8 @@ class PipeRunner:
         streams: "DynamoDBStreamsClient | None" = None,
         events: "EventBridgeClient | None" = None,
         sqs: "SQSClient | None" = None,
+        clock: Clock | None = None,
         time_scale: float = 1.0,
-        now: Callable[[], float] = time.time,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_dead_letter: Callable[[dict[str, Any]], None] | None = None,
         around_delivery: AroundDelivery | None = None,
@@ -606,8 +609,8 @@ class PipeRunner:
         self._streams = streams or boto3.client("dynamodbstreams")
         self._events = events or boto3.client("events")
         self._sqs = sqs or boto3.client("sqs")
+        self._clock: Clock = clock or WallClock()
         self._time_scale = time_scale
-        self._now = now
         self._on_event = on_event
         self._on_dead_letter = on_dead_letter
         self._around_delivery = around_delivery
@@ -648,6 +651,17 @@ class PipeRunner:
                         break
             return work
 
+    def next_due(self) -> float | None:
+        """The clock's time when a waiting batch is due (its window closes, or its retry comes); None: none waits."""
+        with self._lock:
+            moments = []
+            for shard in self._shards.values():
+                if shard.pending:
+                    moments.append(shard.pending[0].not_before)
+                elif shard.buffered_since is not None:
+                    moments.append(shard.buffered_since + self.config.batching_window_seconds * self._time_scale)
+            return min(moments, default=None)
+
     def busy(self) -> bool:
         """Records are waiting for their batch, or a batch for its retry: the pipe is not quiet yet."""
         with self._lock:
@@ -667,7 +681,15 @@ class PipeRunner:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.config.name} did not go quiet within {timeout_seconds} s: {self.stats}")
             if work == 0:
-                time.sleep(idle_sleep)
+                self._idle(idle_sleep)
+
+    def _idle(self, idle_sleep: float) -> None:
+        """Wait for the next due batch on the clock; a real pause when nothing is due yet (a batch in reading)."""
+        due = self.next_due()
+        if due is None or due <= self._clock.now():
+            time.sleep(idle_sleep)
+        else:
+            self._clock.sleep_until(due)
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.25) -> None:
         """Poll until `stop` is set, for a background thread; AWS polls an idle shard four times a second."""
@@ -718,9 +740,9 @@ class PipeRunner:
                 size = self.config.batch_size
                 shard.pending.append(_Batch(shard.buffer[:size]))
                 del shard.buffer[:size]
-                shard.buffered_since = time.monotonic() if shard.buffer else None
+                shard.buffered_since = self._clock.now() if shard.buffer else None
                 self.stats.batches += 1
-        if shard.pending and shard.pending[0].not_before <= time.monotonic():
+        if shard.pending and shard.pending[0].not_before <= self._clock.now():
             attempted, failed = self._attempt(shard)
             return work + attempted, failed
         return work, False
@@ -744,7 +766,7 @@ class PipeRunner:
                 self.stats.filtered_out += 1
                 continue
             if not shard.buffer:
-                shard.buffered_since = time.monotonic()
+                shard.buffered_since = self._clock.now()
             shard.buffer.append(record)
         return len(page["Records"])
 
@@ -776,7 +798,7 @@ class PipeRunner:
         if len(shard.buffer) >= self.config.batch_size or shard.iterator is None:
             return True
         window = self.config.batching_window_seconds * self._time_scale
-        return shard.buffered_since is not None and time.monotonic() - shard.buffered_since >= window
+        return shard.buffered_since is not None and self._clock.now() - shard.buffered_since >= window
 
     # ------------------------------------------------------------ one attempt
 
@@ -814,7 +836,7 @@ class PipeRunner:
         limit = self.config.maximum_record_age_seconds
         if limit < 0:
             return []
-        now = self._now()
+        now = self._clock.now()
         return [record for record in records if now - _created_at(record) > limit]
 
     def _deliver(self, shard: _Shard, batch: _Batch) -> None:
@@ -950,7 +972,7 @@ class PipeRunner:
             batch.retries += 1
             self.stats.retries += 1
             backoff = min(RETRY_BACKOFF_SECONDS * 2 ** (batch.retries - 1), RETRY_BACKOFF_MAX_SECONDS)
-            batch.not_before = time.monotonic() + backoff * self._time_scale
+            batch.not_before = self._clock.now() + backoff * self._time_scale
             return
         shard.pending.popleft()
         self._dead_letter(shard, batch.records, RETRIES_EXHAUSTED, reason)
@@ -968,7 +990,7 @@ class PipeRunner:
         body: dict[str, Any] = {
             "context": context,
             "version": "1.0",
-            "timestamp": _iso(self._now()),
+            "timestamp": _iso(self._clock.now()),
             "DDBStreamBatchInfo": {
                 "shardId": shard.shard_id,
                 "startSequenceNumber": first["dynamodb"]["SequenceNumber"],
@@ -996,8 +1018,7 @@ def pipe_runners(
     stack: Stack,
     local_functions: Mapping[str, LocalFunction],
     *,
-    time_scale: float = 1.0,
-    now: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[PipeRunner]:
     """A runner for every Pipe of the stack, each enriching through its template function run in-process."""
@@ -1005,8 +1026,7 @@ def pipe_runners(
         PipeRunner(
             config,
             local_functions[config.enrichment_function].invoke if config.enrichment_function else None,
-            time_scale=time_scale,
-            now=now,
+            clock=clock,
             on_event=on_event,
         )
         for config in pipe_configs(stack)

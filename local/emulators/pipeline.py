@@ -2,18 +2,24 @@
 
 moto stores the data and routes EventBridge events to SQS; what it does not run is driven here with
 AWS's semantics: the Pipe (local/emulators/pipe.py), the SQS event source mapping
-(local/emulators/event_source.py) and TTL deletion (local/emulators/ttl.py). `time_scale` compresses
-waiting (visibility timeouts, batching windows): 0.01 turns the queue's 120 s visibility timeout into 1.2 s.
+(local/emulators/event_source.py) and TTL deletion (local/emulators/ttl.py), all on one clock, which
+moto's SQS reads too while the pipeline is open (`with Pipeline(...)`, or `close()`). A `WallClock(0.01)`
+compresses waiting: the queue's 120 s visibility timeout is over in 1.2 s; a `SimulatedClock` makes it
+cost nothing, the pipeline moving the clock to the next moment something is due when it has nothing to do.
 """
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import boto3
 
+from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
+from local.emulators.clock import Clock, WallClock
 from local.emulators.event_source import BatchOutcome, SqsPoller, sqs_mappings
 from local.emulators.pipe import pipe_runners
 from local.emulators.ttl import TtlSweeper, ttl_attributes
@@ -38,34 +44,51 @@ class ConsumerStats:
             self.errors.append(repr(outcome.raised))
 
 
+DEMO_SCALE = 0.01
+"""The clock's scale when none is given: the demo's, AWS's waits a hundred times shorter."""
+
+
 class Pipeline:
     def __init__(
         self,
         local: LocalStack,
-        time_scale: float = 0.01,
+        clock: Clock | None = None,
         on_batch: Callable[[str, BatchOutcome], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
-        clock_offset: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.local = local
+        self.clock: Clock = clock or WallClock(DEMO_SCALE)
+        self._installed = ExitStack()
+        self._installed.enter_context(clock_installed(self.clock))
         stack = local.stack
         sqs = boto3.client("sqs")
         self._sqs = sqs
-        now = lambda: time.time() + clock_offset()  # noqa: E731
-        self.pipes = pipe_runners(stack, local.functions, time_scale=time_scale, now=now, on_event=on_event)
+        self.pipes = pipe_runners(stack, local.functions, clock=self.clock, on_event=on_event)
         self.pollers = {
             mapping.function_logical_id: SqsPoller(
                 sqs,
                 stack.ref(mapping.queue_logical_id),
                 mapping,
                 local.functions[mapping.function_logical_id].invoke,
-                time_scale=time_scale,
+                clock=self.clock,
             )
             for mapping in sqs_mappings(stack)
         }
         self.consumer_stats = {name: ConsumerStats() for name in self.pollers}
         self._on_batch = on_batch
-        self.ttl = TtlSweeper(boto3.client("dynamodb"), ttl_attributes(stack), clock=now)
+        self.ttl = TtlSweeper(boto3.client("dynamodb"), ttl_attributes(stack), clock=self.clock)
+
+    def close(self) -> None:
+        """moto's SQS reads the clock it read before this pipeline was made."""
+        self._installed.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def pump(self) -> int:
         """One round: the Pipe reads what the stream has, then each event source mapping drains its queue."""
@@ -92,10 +115,27 @@ class Pipeline:
         return total
 
     def run_until_quiet(self, timeout_seconds: float = 600, idle_sleep: float = 0.05) -> None:
-        """Pump until the stream is read, every queue is empty and no message waits to be retried."""
+        """Pump until the stream is read, every queue is empty and no message waits to be retried.
+
+        Between rounds that found nothing to do, the clock sleeps until the next moment something is due
+        (a batch's window or retry, a message visible again); `timeout_seconds` is this machine's time.
+        """
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self.pump() == 0 and self.in_flight() == 0 and not any(pipe.busy() for pipe in self.pipes):
                 return
-            time.sleep(idle_sleep)
+            self._idle(idle_sleep)
         raise TimeoutError(f"the pipeline did not go quiet within {timeout_seconds} s")
+
+    def next_due(self) -> float | None:
+        """The clock's next moment something is due: a Pipe batch, or a message visible on a consumer queue."""
+        moments = [pipe.next_due() for pipe in self.pipes]
+        moments += [poller.next_visible_at() for poller in self.pollers.values()]
+        return min((moment for moment in moments if moment is not None), default=None)
+
+    def _idle(self, idle_sleep: float) -> None:
+        due = self.next_due()
+        if due is None or due <= self.clock.now():
+            time.sleep(idle_sleep)  # a record on its way through the stream: a real pause
+        else:
+            self.clock.sleep_until(due)

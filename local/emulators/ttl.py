@@ -2,14 +2,14 @@
 
 DynamoDB deletes an expired item some time after its TTL (typically within days), so readers must
 treat an expired item as absent on their own; this sweeper deletes only items expired for longer
-than `lateness_seconds` of simulated time, which keeps that window open in every local run.
+than `lateness_seconds` on the sweeper's clock, which keeps that window open in every local run.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from local.aws.template import Stack
+from local.emulators.clock import Clock
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,13 +31,13 @@ def ttl_attributes(stack: Stack) -> dict[str, str]:
 class TtlSweeper:
     client: "DynamoDBClient"
     tables: dict[str, str]
-    clock: Callable[[], float]
+    clock: Clock
     lateness_seconds: float = DEFAULT_LATENESS_SECONDS
     deleted: dict[str, int] = field(default_factory=dict)
 
     def sweep(self) -> int:
         """Delete the items expired for longer than the lateness; return how many were deleted."""
-        cutoff = int(self.clock() - self.lateness_seconds)
+        cutoff = int(self.clock.now() - self.lateness_seconds)
         total = 0
         for table, attribute in self.tables.items():
             key_names = [

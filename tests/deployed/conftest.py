@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from local.aws.stack import LocalStack
+from local.emulators.clock import WallClock
 from local.emulators.http_api import make_handler, run_pipeline
 from local.emulators.pipeline import Pipeline
 from ops.target import Target
@@ -48,9 +49,10 @@ def _local_target(outputs_file: Path) -> Iterator[Target]:
     local = LocalStack.start(outputs_file=None, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"})
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(local))
     stop = threading.Event()
+    pipeline = Pipeline(local, WallClock(0.01))
     threads = [
         threading.Thread(target=server.serve_forever, daemon=True),
-        threading.Thread(target=run_pipeline, args=(Pipeline(local, time_scale=0.01), stop), daemon=True),
+        threading.Thread(target=run_pipeline, args=(pipeline, stop), daemon=True),
     ]
     for thread in threads:
         thread.start()
@@ -63,6 +65,7 @@ def _local_target(outputs_file: Path) -> Iterator[Target]:
         server.server_close()
         for thread in threads:
             thread.join(timeout=10)
+        pipeline.close()
         local.stop()
         os.environ.clear()
         os.environ.update(saved)

@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -9,25 +10,34 @@ import pytest
 
 from local.aws.functions import functions
 from local.aws.messaging import create_queues
+from local.aws.moto_patches import clock_installed
 from local.aws.template import Stack
+from local.emulators.clock import Clock, SimulatedClock, WallClock
 from local.emulators.event_source import SqsPoller, sqs_mappings
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 
 
-def consumer_poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, time_scale: float) -> SqsPoller:
-    """The template's SQS event source in front of the consumer, its waits scaled by `time_scale`."""
+def consumer_poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SqsPoller:
+    """The template's SQS event source in front of the consumer, on `clock` (moto's SQS must read it too)."""
     ConsumerHarness(stack, monkeypatch)  # the consumer's environment
     sqs = boto3.client("sqs")
     urls = create_queues(sqs, stack)
     (mapping,) = sqs_mappings(stack)
     consumer = functions(stack)[mapping.function_logical_id]
-    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, time_scale=time_scale)
+    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, clock=clock)
 
 
 @pytest.fixture
-def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> SqsPoller:
-    # time_scale 0: a failed message is visible again at once instead of after the visibility timeout
-    return consumer_poller(stack, monkeypatch, time_scale=0)
+def clock() -> Iterator[SimulatedClock]:
+    """Simulated time for the queue and its event source: a visibility timeout passes when `drain` says so."""
+    simulated = SimulatedClock(time.time())
+    with clock_installed(simulated):
+        yield simulated
+
+
+@pytest.fixture
+def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, clock: SimulatedClock) -> SqsPoller:
+    return consumer_poller(stack, monkeypatch, clock)
 
 
 def redrive_policy(stack: Stack) -> dict[str, Any]:
@@ -42,11 +52,17 @@ def dlq_bodies(stack: Stack) -> list[str]:
     return [message["Body"] for message in messages]
 
 
-def drain(poller: SqsPoller, limit: int = 50) -> int:
-    """Poll until the queue is empty (failed messages come back at once); return the batches run."""
-    for batches in range(limit):
-        if poller.poll() is None:
+def drain(poller: SqsPoller, clock: SimulatedClock, limit: int = 50) -> int:
+    """Poll until the queue is empty, moving the clock to each failed message's return; return the batches run."""
+    batches = 0
+    while batches < limit:
+        if poller.poll() is not None:
+            batches += 1
+            continue
+        visible_at = poller.next_visible_at()
+        if visible_at is None:
             return batches
+        clock.advance_to(visible_at)
     raise AssertionError("the queue never drained: an endless retry loop")
 
 
@@ -61,7 +77,7 @@ def test_the_template_wires_the_consumer_to_its_queue(poller: SqsPoller, stack: 
 
 
 def test_a_poison_message_reaches_the_dlq_while_its_batch_succeeds(
-    poller: SqsPoller, stack: Stack, monkeypatch: pytest.MonkeyPatch
+    poller: SqsPoller, clock: SimulatedClock, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a ride's events with a poison message among them, all in one batch
     harness = ConsumerHarness(stack, monkeypatch)
@@ -74,7 +90,7 @@ def test_a_poison_message_reaches_the_dlq_while_its_batch_succeeds(
     first = poller.poll()
     assert first is not None
     assert (first.received, len(first.succeeded), len(first.failed)) == (5, 4, 1)
-    drain(poller)
+    drain(poller, clock)
     # Then the ride took effect once and the poison message is parked in the DLQ, whole
     assert harness.charged("rider-1")[1] == 1
     assert harness.projection("ride-1") == {"version": 4, "status": "COMPLETED"}
@@ -82,7 +98,7 @@ def test_a_poison_message_reaches_the_dlq_while_its_batch_succeeds(
 
 
 def test_a_gap_that_never_fills_ends_in_the_dlq(
-    poller: SqsPoller, stack: Stack, monkeypatch: pytest.MonkeyPatch
+    poller: SqsPoller, clock: SimulatedClock, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given version 3 of a ride whose version 2 never arrives
     harness = ConsumerHarness(stack, monkeypatch)
@@ -92,18 +108,19 @@ def test_a_gap_that_never_fills_ends_in_the_dlq(
     orphan = envelope(events[2])
     sqs.send_message(QueueUrl=poller.queue_url, MessageBody=orphan)
     # When the mapping runs: the orphan is retried maxReceiveCount times, then parked
-    batches = drain(poller)
-    # Then
+    started = clock.now()
+    batches = drain(poller, clock)
+    # Then, after its retries backed off in simulated time
     assert batches == int(redrive_policy(stack)["maxReceiveCount"])
+    assert clock.now() > started
     assert dlq_bodies(stack) == [orphan]
     assert harness.projection("ride-1") == {"version": 1, "status": "REQUESTED"}
 
 
 def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    poller: SqsPoller, clock: SimulatedClock, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a mapping in real time, and version 2 of a ride whose version 1 has not arrived
-    poller = consumer_poller(stack, monkeypatch, time_scale=1.0)
+    # Given version 2 of a ride whose version 1 has not arrived
     sqs = boto3.client("sqs")
     events = lifecycle("ride-1")
     sqs.send_message(QueueUrl=poller.queue_url, MessageBody=envelope(events[1]))
@@ -115,18 +132,28 @@ def test_an_early_event_comes_back_in_seconds_not_after_the_visibility_timeout(
     assert poller.poll() is not None
     # Then version 2 is visible again after its first retry delay (1 s), long before the queue's 120 s
     assert poller.poll() is None, "the early event must stay invisible for a moment"
-    time.sleep(1.5)
+    clock.advance(0.9)
+    assert poller.poll() is None, "its first retry delay is 1 s"
+    clock.advance(0.2)
     again = poller.poll()
     assert again is not None
     assert (len(again.succeeded), len(again.failed)) == (1, 0)
     assert ConsumerHarness(stack, monkeypatch).projection("ride-1") == {"version": 2, "status": "ACCEPTED"}
 
 
+@pytest.fixture
+def scaled_clock() -> Iterator[WallClock]:
+    """This machine's time, 20 times as fast, for the queue and its event source."""
+    scaled = WallClock(0.05)
+    with clock_installed(scaled):
+        yield scaled
+
+
 def test_scaled_time_keeps_the_shortened_visibility_shorter_than_the_queue_timeout(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, scaled_clock: WallClock
 ) -> None:
-    # Given time scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (1 s) 50 ms
-    poller = consumer_poller(stack, monkeypatch, time_scale=0.05)
+    # Given a clock scaled by 0.05: the queue's 120 s become 6 s, an early event's first retry (1 s) 50 ms
+    poller = consumer_poller(stack, monkeypatch, scaled_clock)
     sqs = boto3.client("sqs")
     poison = json.dumps({"detail-type": "RideCompleted", "source": "rideonce.rides", "detail": {"oops": True}})
     early = envelope(lifecycle("ride-1")[2])

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from local import demo
 from local.aws.stack import LocalStack
+from local.emulators.clock import WallClock
 from local.emulators.http_api import make_handler
 from local.emulators.pipeline import Pipeline
 from local.workload.invariants import scan
@@ -99,7 +100,8 @@ def test_the_http_api_serves_requests_and_the_pipeline_applies_them(local: Local
             assert request(f"{base}/rides/{ride_id}/{action}", "POST", body, {"Idempotency-Key": action})[0] == 200
         assert request(f"{base}/rides/{ride_id}")[1]["status"] == "COMPLETED"
         assert request(f"{base}/nowhere")[0] == 404
-        Pipeline(local, time_scale=0.01).run_until_quiet(timeout_seconds=60)
+        with Pipeline(local, WallClock(0.01)) as pipeline:
+            pipeline.run_until_quiet(timeout_seconds=60)
     finally:
         server.shutdown()
         server.server_close()

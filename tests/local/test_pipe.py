@@ -14,6 +14,7 @@ import pytest
 from local.aws.functions import functions
 from local.aws.messaging import Messaging, create_messaging
 from local.aws.template import Stack
+from local.emulators.clock import SimulatedClock
 from local.emulators.pipe import (
     EventPattern,
     PipeConfig,
@@ -335,16 +336,21 @@ def test_a_partial_batch_waits_for_the_batching_window(
     config: PipeConfig,
     enrichment_batches: list[list[dict[str, Any]]],
 ) -> None:
-    # Given three records, fewer than BatchSize, and the window (1 s) compressed to 0.2 s
+    # Given three records, fewer than BatchSize, and the Pipe on a simulated clock
     create_rides(client, 3)
-    runner = make_runner(stack, config, time_scale=0.2)
+    clock = SimulatedClock(time.time())
+    runner = make_runner(stack, config, clock=clock, time_scale=1)
     # When the Pipe polls at once
     runner.poll()
-    # Then the records wait for more to come
+    # Then the records wait for more to come, until the window (1 s) closes
     assert enrichment_batches == []
     assert runner.busy()
+    assert runner.next_due() == clock.now() + config.batching_window_seconds
+    clock.advance(config.batching_window_seconds - 0.1)
+    runner.poll()
+    assert enrichment_batches == []
     # And once the window has passed they go as one batch
-    time.sleep(0.25)
+    clock.advance(0.1)
     runner.poll()
     assert [len(batch) for batch in enrichment_batches] == [3]
     assert not runner.busy()
@@ -452,16 +458,16 @@ def test_records_older_than_the_maximum_age_are_not_retried(
     stack: Stack, messaging: Messaging, client: ApiClient, config: PipeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a simulated clock that jumps past MaximumRecordAgeInSeconds while a batch is failing
-    offset = [0.0]
+    clock = SimulatedClock(time.time())
     ride_ids = create_rides(client, 2)
 
     def jump() -> None:
-        offset[0] = config.maximum_record_age_seconds + 60
+        clock.advance(config.maximum_record_age_seconds + 60)
 
     poison(monkeypatch, ride_ids[0], after_failure=jump)
     plain = dataclasses.replace(config, on_partial_batch_item_failure=None)
     # When the Pipe runs
-    stats = make_runner(stack, plain, now=lambda: time.time() + offset[0]).run_until_quiet()
+    stats = make_runner(stack, plain, clock=clock).run_until_quiet()
     # Then the failed batch was not sent to the enrichment again: its records were too old, so dead-lettered
     assert stats.enrichment_invocations == 1
     assert (stats.records_expired, stats.records_to_dlq, stats.events_put) == (2, 2, 0)

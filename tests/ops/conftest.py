@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from local.aws.stack import LocalStack
+from local.emulators.clock import WallClock
 from local.emulators.pipeline import Pipeline
 from local.workload.traffic import ApiCaller
 from ops import cli
@@ -49,14 +50,11 @@ def ops(tmp_path: Path) -> Iterator[Ops]:
     saved = dict(os.environ)
     outputs_file = tmp_path / "outputs.json"
     local = LocalStack.start(outputs_file=outputs_file, environment_overrides={"POWERTOOLS_METRICS_DISABLED": "true"})
+    pipeline = Pipeline(local, WallClock(0.01))
     try:
-        yield Ops(
-            local,
-            Pipeline(local, time_scale=0.01),
-            ApiCaller(local.stack, local.functions["ApiFunction"]),
-            outputs_file,
-        )
+        yield Ops(local, pipeline, ApiCaller(local.stack, local.functions["ApiFunction"]), outputs_file)
     finally:
+        pipeline.close()
         local.stop()
         os.environ.clear()
         os.environ.update(saved)
