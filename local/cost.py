@@ -1,0 +1,288 @@
+"""`make cost`: what a million ride changes would cost on AWS, per hop, rideonce's consumer beside Powertools'.
+
+For each consumer design, on a fresh local stack and the same seeded riders: the rides go through the API
+handler, the Pipe emulator and its enrichment, the bus, the queue and its event source, to the
+ConsumerFunction's handler, which applies each event with rideonce's consumer or with the
+Powertools-idempotency design (local/designs): the hops differ only in the consumer. Every AWS request made
+on the way is counted where it is made and billed by local/workload/cost.py at the list prices in
+docs/prices.toml. Lambda durations are this machine's, measured in this process (the functions' calls to
+moto included), billed at AWS's 1 ms granularity.
+
+Priced per ride change: API Gateway HTTP API requests; Lambda invocations and GB-seconds (memory from
+template.yaml); DynamoDB write and read request units of the requests actually made; DynamoDB Streams reads
+that returned records (a Pipe is not a Lambda trigger, so they are charged); Pipe requests; custom events;
+the rules' SQS sends; the archive; SQS receives that returned messages, deletes and visibility changes;
+CloudWatch Logs ingestion of what the functions log and print (EMF metrics included).
+Priced apart, per month: polls that returned nothing (they scale with time, not traffic).
+Excluded, and said so in the output: see EXCLUDED.
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import random
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO, cast
+from unittest import mock
+
+import boto3
+from rich.console import Console
+from rich.table import Table
+
+from local.aws.functions import LocalFunction, send_output_to
+from local.aws.stack import STATE_DIR, LocalStack
+from local.designs.baselines import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
+from local.emulators.pipeline import Pipeline
+from local.workload.cost import (
+    Bill,
+    BusRouting,
+    Invocations,
+    LogMeter,
+    MeteredFunction,
+    MotoItems,
+    RequestMeter,
+    bill_run,
+    idle_requests_per_month,
+    load_prices,
+)
+from local.workload.traffic import ApiCaller, RideTraffic
+from rideonce.dal.idempotency import IdempotencyStore
+from rideonce.dal.rides import RideStore
+from rideonce.services.rides import RideService
+
+RIDEONCE = "rideonce"
+POWERTOOLS = "powertools"
+DESIGNS = (RIDEONCE, POWERTOOLS)
+PUMP_EVERY = 40
+"""Ride changes between two rounds of the Pipe and the event source, as in `make demo`."""
+SQS_LONG_POLL_SECONDS = 20
+LAMBDA_IDLE_POLLERS = 2
+EXCLUDED = (
+    "Lambda's START/END/REPORT log lines and API Gateway's access log (their size is AWS's, not ours)",
+    "custom metrics extracted from the EMF logs (billed per metric per month, not per change)",
+    "X-Ray traces (Tracing: Active; billed per sampled trace, and sampling depends on the request rate)",
+    "storage: tables, the outbox's 7 days, processed keys' 35 days, queues; data transfer; KMS",
+    "archive replays and the reconciler's scheduled runs (operator actions and a fixed schedule)",
+    "free tiers and volume discounts",
+)
+
+Design = Callable[[LocalStack], ExitStack]
+
+
+def no_change(local: LocalStack) -> ExitStack:
+    """rideonce: the ConsumerFunction exactly as the template deploys it."""
+    return ExitStack()
+
+
+def powertools(local: LocalStack) -> ExitStack:
+    """The Powertools-idempotency design behind the same handler: its `consumer()` returns it instead.
+
+    Its records go to a table of Powertools' default schema (partition key `id`), on demand like the
+    template's; its effects to the template's projection and accounts tables.
+    """
+    stack = local.stack
+    client = boto3.client("dynamodb")
+    table = f"{stack.stack_name}-PowertoolsIdempotencyTable"
+    client.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": POWERTOOLS_KEY_ATTRIBUTE, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": POWERTOOLS_KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    environment = stack.function_environment("ConsumerFunction")
+    design = PowertoolsIdempotencyConsumer(
+        client,
+        table,
+        environment["RIDE_PROJECTION_TABLE_NAME"],
+        environment["RIDER_ACCOUNTS_TABLE_NAME"],
+        int(environment["PROCESSED_KEY_TTL_SECONDS"]),
+    )
+    function = local.functions["ConsumerFunction"]
+    function.handler()  # imported as Lambda imports it, so the module below is the one invoked
+    module = importlib.import_module(function.handler_path.rpartition(".")[0])
+    patches = ExitStack()
+    patches.enter_context(mock.patch.object(module, "consumer", return_value=design))
+    return patches
+
+
+CONSUMERS: dict[str, Design] = {RIDEONCE: no_change, POWERTOOLS: powertools}
+
+
+def seeded_ride_ids(local: LocalStack, seed: int) -> ExitStack:
+    """The API's ride ids drawn from the seed, so both designs see the very same rides and requests.
+
+    The riders pick their next ride among the open ones by id: random ids would send each design's run
+    down another path. The ApiFunction's `service()` is built as the handler builds it, with the
+    RideService's `make_id` seam given a seeded generator.
+    """
+    function = local.functions["ApiFunction"]
+    function.handler()
+    module = importlib.import_module(function.handler_path.rpartition(".")[0])
+    rng = random.Random(seed)
+    client = boto3.client("dynamodb")
+    config = module.settings()
+    service = RideService(
+        RideStore(client, config.rides_table_name, config.outbox_table_name),
+        IdempotencyStore(client, config.idempotency_table_name),
+        config,
+        make_id=lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+    )
+    patches = ExitStack()
+    patches.enter_context(mock.patch.object(module, "service", return_value=service))
+    return patches
+
+
+@contextmanager
+def logs_counted(into: LogMeter) -> Iterator[None]:
+    """The functions' logger and their prints (EMF metrics) go to `into`, which counts them per function."""
+    observability = importlib.import_module("rideonce.observability")
+    handler = observability.logger.registered_handler
+    stream = handler.setStream(into) if isinstance(handler, logging.StreamHandler) else None
+    send_output_to(cast("TextIO", into))  # a text stream, which is all send_output_to writes to
+    try:
+        yield
+    finally:
+        send_output_to(None)
+        if isinstance(handler, logging.StreamHandler) and stream is not None:
+            handler.setStream(stream)
+
+
+def run(design: str, rides: int, seed: int, retry_rate: float, console: Console) -> Bill:
+    """One design on a fresh local stack: the seeded riders, every request counted, the bill."""
+    prices = load_prices()
+    boto3.setup_default_session()  # every client from here on is counted
+    meter = RequestMeter(MotoItems())
+    meter.install(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
+    meter.recording = False
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with (STATE_DIR / f"cost-{design}-functions.log").open("w") as sink:
+        logs = LogMeter(sink)
+        local = LocalStack.start(outputs_file=None)
+        try:
+            invocations = Invocations()
+            for name, function in list(local.functions.items()):
+                function.handler()  # imported before the run, as Lambda's init phase would, in every run alike
+                local.functions[name] = MeteredFunction.of(function, invocations)
+            with CONSUMERS[design](local), seeded_ride_ids(local, seed), logs_counted(logs):
+                api = ApiCaller(local.stack, local.functions["ApiFunction"])
+                traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
+                pipeline = Pipeline(local, time_scale=0.01)
+                meter.recording = True
+                with console.status(f"{design}: {rides} rides through the local stack"):
+                    while not traffic.done():
+                        traffic.step()
+                        if traffic.ledger.accepted_changes % PUMP_EVERY == 0:
+                            pipeline.pump()
+                    pipeline.run_until_quiet()
+                meter.recording = False
+            functions: dict[str, LocalFunction] = dict(local.functions)
+            return bill_run(
+                design,
+                traffic.ledger.accepted_changes,
+                api.stats.requests,
+                meter.calls,
+                invocations,
+                logs.bytes,
+                functions,
+                BusRouting.from_stack(local.stack),
+                prices,
+            )
+        finally:
+            local.stop()
+
+
+def render(bills: dict[str, Bill], console: Console) -> None:
+    names = list(bills)
+    first = bills[names[0]]
+    table = Table(
+        title=f"AWS cost per ride change and per million ride changes (us-east-1 list prices, docs/prices.toml); "
+        f"{first.changes} ride changes per design"
+    )
+    table.add_column("hop")
+    table.add_column("billed as")
+    for name in names:
+        table.add_column(f"{name}\nper change", justify="right")
+        table.add_column(f"{name}\n$ per 1M changes", justify="right")
+    for hop in first.hops():
+        rows = [[line for line in bill.lines if line.hop == hop] for bill in bills.values()]
+        for index, line in enumerate(rows[0]):
+            cells = [hop if index == 0 else "", line.what]
+            for design_rows in rows:
+                other = design_rows[index]
+                cells += [_quantity(other.per_change), f"{other.usd_per_million:.4f}"]
+            table.add_row(*cells)
+        subtotal = ["", "[bold]hop total[/]"]
+        for each in bills.values():
+            subtotal += ["", f"[bold]{each.total(hop):.4f}[/]"]
+        table.add_row(*subtotal, end_section=True)
+    total = ["[bold]total[/]", ""]
+    for each in bills.values():
+        total += ["", f"[bold]{each.total():.2f}[/]"]
+    table.add_row(*total)
+    console.print(table)
+    for name, each in bills.items():
+        means = ", ".join(f"{function} {sum(ms) / len(ms):.1f} ms" for function, ms in each.lambda_ms.items() if ms)
+        console.print(f"{name}: mean billed duration per invocation: {means}")
+    console.print(
+        "Lambda durations are this machine's, measured in this process (the functions' moto calls included), "
+        "billed per invocation rounded up to 1 ms; on AWS they will differ."
+    )
+    idle = _idle_note(bills[names[0]])
+    console.print(idle)
+    console.print("Not billed per request (control plane, the emulators' own bookkeeping):")
+    for name, each in bills.items():
+        console.print(f"  {name}: " + ", ".join(f"{what} x{count}" for what, count in sorted(each.not_billed.items())))
+    console.print("Excluded: " + "; ".join(EXCLUDED) + ".")
+    if len(bills) == 2:
+        a, b = (bills[name].total() for name in names)
+        verdict = "lower" if a < b else "NOT lower"
+        console.print(f"[bold]{names[0]} ${a:.2f} per million ride changes, {verdict} than {names[1]} ${b:.2f}[/]")
+
+
+def _idle_note(bill: Bill) -> str:
+    polls = idle_requests_per_month(LAMBDA_IDLE_POLLERS, SQS_LONG_POLL_SECONDS)
+    return (
+        f"Polls that returned nothing in this run (the emulators poll when the run pumps): "
+        f"{', '.join(f'{what} x{count}' for what, count in bill.idle.items())}. On AWS they scale with time, not "
+        f"traffic: Lambda long-polls an idle queue with as few as {LAMBDA_IDLE_POLLERS} pollers "
+        f"(docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); assuming a {SQS_LONG_POLL_SECONDS} s "
+        f"wait (SQS's longest; Lambda documents none), {polls:,} empty receives a month, "
+        f"${polls * 0.40 / 1_000_000:.2f} a month. How often a Pipe polls an idle stream is not documented: "
+        f"not priced."
+    )
+
+
+def _quantity(value: float) -> str:
+    if value == 0:
+        return "0"
+    if value >= 0.01:
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make cost", description=__doc__)
+    parser.add_argument("--rides", type=int, default=100, help="rides per design (default 100, about 370 changes)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--retry-rate", type=float, default=0.1, help="share of requests a client retries")
+    parser.add_argument("--json", type=Path, default=STATE_DIR / "cost-report.json")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    bills = {design: run(design, args.rides, args.seed, args.retry_rate, console) for design in DESIGNS}
+    render(bills, console)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {name: asdict(each) | {"total": each.total()} for name, each in bills.items()}
+    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
