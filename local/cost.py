@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 from unittest import mock
 
 import boto3
@@ -38,6 +38,7 @@ from rich.table import Table
 
 from local.aws.functions import LocalFunction, send_output_to
 from local.aws.stack import STATE_DIR, LocalStack
+from local.aws.template import Stack
 from local.designs.baselines import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
 from local.emulators.pipeline import Pipeline
 from local.workload.cost import (
@@ -56,6 +57,9 @@ from local.workload.traffic import ApiCaller, RideTraffic
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
 from rideonce.services.rides import RideService
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 RIDEONCE = "rideonce"
 POWERTOOLS = "powertools"
@@ -81,14 +85,12 @@ def no_change(local: LocalStack) -> ExitStack:
     return ExitStack()
 
 
-def powertools(local: LocalStack) -> ExitStack:
-    """The Powertools-idempotency design behind the same handler: its `consumer()` returns it instead.
+def powertools_consumer(client: "DynamoDBClient", stack: Stack) -> PowertoolsIdempotencyConsumer:
+    """The Powertools-idempotency design on the template's projection and accounts tables.
 
-    Its records go to a table of Powertools' default schema (partition key `id`), on demand like the
-    template's; its effects to the template's projection and accounts tables.
+    Its records go to a table of its own with Powertools' default schema (partition key `id`), on demand
+    like the template's, created here.
     """
-    stack = local.stack
-    client = boto3.client("dynamodb")
     table = f"{stack.stack_name}-PowertoolsIdempotencyTable"
     client.create_table(
         TableName=table,
@@ -97,13 +99,18 @@ def powertools(local: LocalStack) -> ExitStack:
         BillingMode="PAY_PER_REQUEST",
     )
     environment = stack.function_environment("ConsumerFunction")
-    design = PowertoolsIdempotencyConsumer(
+    return PowertoolsIdempotencyConsumer(
         client,
         table,
         environment["RIDE_PROJECTION_TABLE_NAME"],
         environment["RIDER_ACCOUNTS_TABLE_NAME"],
         int(environment["PROCESSED_KEY_TTL_SECONDS"]),
     )
+
+
+def powertools(local: LocalStack) -> ExitStack:
+    """The Powertools-idempotency design behind the same handler: its `consumer()` returns it instead."""
+    design = powertools_consumer(boto3.client("dynamodb"), local.stack)
     function = local.functions["ConsumerFunction"]
     function.handler()  # imported as Lambda imports it, so the module below is the one invoked
     module = importlib.import_module(function.handler_path.rpartition(".")[0])
@@ -158,11 +165,14 @@ def run(design: str, rides: int, seed: int, retry_rate: float, console: Console)
     """One design on a fresh local stack: the seeded riders, every request counted, the bill."""
     prices = load_prices()
     boto3.setup_default_session()  # every client from here on is counted
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
     meter = RequestMeter(MotoItems())
-    meter.install(boto3.DEFAULT_SESSION.events)  # type: ignore[union-attr]
+    meter.install(session.events)
     meter.recording = False
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with (STATE_DIR / f"cost-{design}-functions.log").open("w") as sink:
+    with ExitStack() as cleanup, (STATE_DIR / f"cost-{design}-functions.log").open("w") as sink:
+        cleanup.callback(meter.uninstall, session.events)
         logs = LogMeter(sink)
         local = LocalStack.start(outputs_file=None)
         try:
@@ -228,8 +238,14 @@ def render(bills: dict[str, Bill], console: Console) -> None:
     table.add_row(*total)
     console.print(table)
     for name, each in bills.items():
+        console.print(f"{name}: " + ", ".join(f"{what} {value:.2f}" for what, value in each.batches.items()))
         means = ", ".join(f"{function} {sum(ms) / len(ms):.1f} ms" for function, ms in each.lambda_ms.items() if ms)
         console.print(f"{name}: mean billed duration per invocation: {means}")
+    console.print(
+        f"Batches follow this run's cadence (the emulators run every {PUMP_EVERY} changes, so batches fill up); "
+        "at low traffic on AWS a batch may hold a single record, multiplying the per-batch lines (invocations of "
+        "the enrichment and the consumer, GetRecords, receives, deletes) by up to the batch size."
+    )
     console.print(
         "Lambda durations are this machine's, measured in this process (the functions' moto calls included), "
         "billed per invocation rounded up to 1 ms; on AWS they will differ."

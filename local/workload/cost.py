@@ -188,7 +188,10 @@ class MotoItems:
             return None if item is None else item_size(item.to_json()["Attributes"])
 
     def key_of(self, table: str, item: Mapping[str, Any]) -> dict[str, Any]:
-        described = self._backend().get_table(table)
+        try:
+            described = self._backend().get_table(table)
+        except Exception:  # an unknown table: the call itself fails and says why
+            return {}
         names = [name for name in (described.hash_key_attr, described.range_key_attr) if name]
         return {name: item[name] for name in names if name in item}
 
@@ -224,6 +227,10 @@ class RequestMeter:
         """Register on a botocore event emitter: a session's (`boto3.DEFAULT_SESSION.events`) or a client's."""
         events.register("before-parameter-build", self._before)
         events.register("after-call", self._after)
+
+    def uninstall(self, events: Any) -> None:
+        events.unregister("before-parameter-build", self._before)
+        events.unregister("after-call", self._after)
 
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         context["cost_params"] = dict(params)
@@ -462,6 +469,8 @@ class Bill:
     idle: dict[str, int] = field(default_factory=dict)
     """Polls that returned nothing: they scale with time, not with traffic, so they are priced apart."""
     lambda_ms: dict[str, list[int]] = field(default_factory=dict)
+    batches: dict[str, float] = field(default_factory=dict)
+    """Records per batch at each batching hop: they set the per-batch lines, and follow this run's cadence."""
 
     def add(self, hop: str, what: str, quantity: float, price: Price) -> None:
         per_change = quantity / self.changes
@@ -475,7 +484,9 @@ class Bill:
         return sum(line.usd_per_million for line in self.lines if hop is None or line.hop == hop)
 
     def hops(self) -> list[str]:
-        return list(dict.fromkeys(line.hop for line in self.lines))
+        """The hops in the pipeline's order."""
+        present = {line.hop for line in self.lines}
+        return [hop for hop in HOPS if hop in present]
 
 
 API = "client -> API (API Gateway, ApiFunction, DynamoDB)"
@@ -483,6 +494,7 @@ RELAY = "outbox stream -> Pipe (Streams reads, Pipe, EnrichmentFunction)"
 BUS = "Pipe -> bus -> queue (EventBridge, archive, SQS sends)"
 CONSUMER = "queue -> consumer (SQS polls, ConsumerFunction, DynamoDB)"
 LOGS = "CloudWatch Logs (the functions' logs and EMF metrics)"
+HOPS = (API, RELAY, BUS, CONSUMER, LOGS)
 HOP_OF_FUNCTION = {"ApiFunction": API, "EnrichmentFunction": RELAY, "ConsumerFunction": CONSUMER}
 
 
@@ -531,6 +543,7 @@ def bill_run(
             )
     _relay_and_bus(result, calls, routing, prices)
     _queue(result, calls, prices)
+    _batches(result, calls)
     for function in HOP_OF_FUNCTION:
         result.add(LOGS, f"{function} log GB", log_bytes.get(function, 0) / GB, prices["cloudwatch_logs_ingested_gb"])
     for call in calls:
@@ -579,6 +592,20 @@ def _relay_and_bus(result: Bill, calls: list[Call], routing: BusRouting, prices:
     result.add(BUS, "SQS SendMessage by the rules", sends, prices["sqs_standard_request"])
     result.add(BUS, "archive GB processed", archived, prices["eventbridge_archive_gb"])
     result.add(BUS, "archive GB-months kept (retention / 30 days)", stored, prices["eventbridge_archive_gb_month"])
+
+
+def _batches(result: Bill, calls: list[Call]) -> None:
+    reads = [c.records for c in calls if c.service == "dynamodbstreams" and c.operation == "GetRecords" and c.records]
+    receives = [c.records for c in calls if c.operation == "ReceiveMessage" and c.caller is None and c.records]
+    enrichments = len(result.lambda_ms.get("EnrichmentFunction", []))
+    consumers = len(result.lambda_ms.get("ConsumerFunction", []))
+    events = sum(c.records for c in calls if c.service == "events" and c.operation == "PutEvents")
+    result.batches = {
+        "stream records per GetRecords": sum(reads) / max(1, len(reads)),
+        "events per EnrichmentFunction invocation": events / max(1, enrichments),
+        "messages per ReceiveMessage": sum(receives) / max(1, len(receives)),
+        "messages per ConsumerFunction invocation": sum(receives) / max(1, consumers),
+    }
 
 
 def _queue(result: Bill, calls: list[Call], prices: Mapping[str, Price]) -> None:
