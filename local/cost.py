@@ -250,6 +250,10 @@ def render(bills: dict[str, Bill], console: Console) -> None:
         "Lambda durations are this machine's, measured in this process (the functions' moto calls included), "
         "billed per invocation rounded up to 1 ms; on AWS they will differ."
     )
+    console.print(
+        "Assumed: SQS bills the queue owner for the SendMessage a rule makes (one request per 64 KB of the "
+        "delivered event), and a cancelled DynamoDB transaction its whole content (no AWS page found states either)."
+    )
     idle = _idle_note(bills[names[0]])
     console.print(idle)
     console.print("Not billed per request (control plane, the emulators' own bookkeeping):")

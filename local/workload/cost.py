@@ -39,7 +39,7 @@ from typing import Any, Protocol, TextIO
 
 from local.aws.functions import LocalFunction
 from local.aws.template import ACCOUNT_ID, REGION, ROOT, Stack
-from local.emulators.pipe import EventPattern
+from local.emulators.pipe import EventPattern, pipe_configs
 
 PRICES_PATH = ROOT / "docs" / "prices.toml"
 WRITE_UNIT_BYTES = 1024
@@ -213,6 +213,7 @@ class Call:
     event_chunks: int = 0
     """PutEvents: the events billed (64 KB chunks of each entry)."""
     entries: list[dict[str, Any]] = field(default_factory=list)
+    """PutEvents: its entries; GetRecords: the stream records it returned."""
 
 
 class RequestMeter:
@@ -245,7 +246,8 @@ class RequestMeter:
         if call.service == "dynamodb":
             self._dynamodb(call, params, parsed, context.get("cost_before", []))
         elif call.service == "dynamodbstreams" and call.operation == "GetRecords":
-            call.records = len(parsed.get("Records", []))
+            call.entries = [dict(record) for record in parsed.get("Records", [])]
+            call.records = len(call.entries)
         elif call.service == "events" and call.operation == "PutEvents":
             call.entries = [dict(entry) for entry in params.get("Entries", [])]
             call.records = len(call.entries)
@@ -397,11 +399,12 @@ class LogMeter(io.TextIOBase):
 
 @dataclass(frozen=True)
 class BusRouting:
-    """The template's rules and archives on the bus: which entries each one takes, and what it is sent.
+    """The template's Pipe filters, and its rules and archives on the bus: which records and entries each takes.
 
     moto routes the events itself without an API call to count, so each PutEvents entry is matched here
     against the same patterns, with the emulators' EventBridge pattern engine, to count the SQS messages
-    the rules send and the bytes the archive keeps.
+    the rules send and the bytes the archive keeps; each stream record read against the Pipe's filters,
+    to count what enters the Pipe after filtering.
     """
 
     rules: dict[str, EventPattern]
@@ -409,6 +412,11 @@ class BusRouting:
     targets: dict[str, int]
     archives: dict[str, EventPattern]
     archive_retention_days: dict[str, int]
+    pipe_filters: tuple[EventPattern, ...] = ()
+
+    def enters_pipe(self, record: Mapping[str, Any]) -> bool:
+        """A record any filter matches (or every record, with no filter) enters the Pipe and is billed."""
+        return not self.pipe_filters or any(pattern.matches(record) for pattern in self.pipe_filters)
 
     @classmethod
     def from_stack(cls, stack: Stack) -> "BusRouting":
@@ -428,7 +436,8 @@ class BusRouting:
             props = stack.properties(logical_id)
             archives[logical_id] = EventPattern(props.get("EventPattern", {}))
             retention[logical_id] = int(props.get("RetentionDays", 0))
-        return cls(rules, targets, archives, retention)
+        filters = tuple(pattern for config in pipe_configs(stack) for pattern in config.patterns())
+        return cls(rules, targets, archives, retention, filters)
 
     def envelope(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """The event as EventBridge delivers it: the entry inside its envelope."""
@@ -566,11 +575,12 @@ def _relay_and_bus(result: Bill, calls: list[Call], routing: BusRouting, prices:
             result.note(result.not_billed, f"dynamodbstreams {call.operation}")
     puts = [c for c in calls if c.service == "events" and c.operation == "PutEvents"]
     entries = [entry for call in puts for entry in call.entries]
-    # What enters the Pipe after its filter is what it puts on the bus, one target entry per event.
+    records = [record for call in reads for record in call.entries if routing.enters_pipe(record)]
+    # Sized as the stream returned them; the Pipe adds a few fields (eventSourceARN) before enriching.
     result.add(
         RELAY,
-        "Pipe requests (events after filtering, 64 KB chunks)",
-        sum(c.event_chunks for c in puts),
+        "Pipe requests (records after filtering, 64 KB chunks)",
+        sum(chunks(len(json.dumps(record, default=str).encode())) for record in records),
         prices["pipes_request"],
     )
     result.add(

@@ -159,7 +159,7 @@ def test_a_small_run_bills_both_designs_for_the_same_upstream(restore_environmen
     assert {key: counted(rideonce)[key] for key in upstream} == {key: counted(powertools)[key] for key in upstream}
     lines = counted(rideonce)
     # And every change became one Pipe request, one custom event and one SQS message sent by the rule
-    assert lines[(RELAY, "Pipe requests (events after filtering, 64 KB chunks)")] == 1.0
+    assert lines[(RELAY, "Pipe requests (records after filtering, 64 KB chunks)")] == 1.0
     assert lines[(BUS, "custom events (64 KB chunks)")] == 1.0
     assert lines[(BUS, "SQS SendMessage by the rules")] == 1.0
     # And the consumer's write units are those counted per event above: 4, or 6 for a RideCompleted
