@@ -208,35 +208,54 @@ def run(design: str, rides: int, seed: int, retry_rate: float, console: Console)
             local.stop()
 
 
-def render(bills: dict[str, Bill], console: Console) -> None:
+def table_rows(bills: dict[str, Bill]) -> tuple[list[str], list[list[str]]]:
+    """The comparison as plain cells: a header, then per hop its lines and its total, then the total."""
+    names = list(bills)
+    header = ["hop", "billed as"]
+    for name in names:
+        header += [f"{name} per change", f"{name} $ per 1M changes"]
+    rows: list[list[str]] = []
+    for hop in bills[names[0]].hops():
+        lines = [[line for line in each.lines if line.hop == hop] for each in bills.values()]
+        for index, line in enumerate(lines[0]):
+            cells = [hop if index == 0 else "", line.what]
+            for design_lines in lines:
+                other = design_lines[index]
+                cells += [_quantity(other.per_change), f"{other.usd_per_million:.4f}"]
+            rows.append(cells)
+        rows.append(["", "hop total", *(cell for each in bills.values() for cell in ("", f"{each.total(hop):.4f}"))])
+    rows.append(["total", "", *(cell for each in bills.values() for cell in ("", f"{each.total():.2f}"))])
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for row in rows:
+        bold = row[0] == "total" or row[1] == "hop total"
+        cells = [f"**{cell}**" if bold and cell else cell for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(bills: dict[str, Bill], console: Console, as_markdown: bool = False) -> None:
     names = list(bills)
     first = bills[names[0]]
-    table = Table(
-        title=f"AWS cost per ride change and per million ride changes (us-east-1 list prices, docs/prices.toml); "
+    title = (
+        f"AWS cost per ride change and per million ride changes (us-east-1 list prices, docs/prices.toml); "
         f"{first.changes} ride changes per design"
     )
-    table.add_column("hop")
-    table.add_column("billed as")
-    for name in names:
-        table.add_column(f"{name}\nper change", justify="right")
-        table.add_column(f"{name}\n$ per 1M changes", justify="right")
-    for hop in first.hops():
-        rows = [[line for line in bill.lines if line.hop == hop] for bill in bills.values()]
-        for index, line in enumerate(rows[0]):
-            cells = [hop if index == 0 else "", line.what]
-            for design_rows in rows:
-                other = design_rows[index]
-                cells += [_quantity(other.per_change), f"{other.usd_per_million:.4f}"]
-            table.add_row(*cells)
-        subtotal = ["", "[bold]hop total[/]"]
-        for each in bills.values():
-            subtotal += ["", f"[bold]{each.total(hop):.4f}[/]"]
-        table.add_row(*subtotal, end_section=True)
-    total = ["[bold]total[/]", ""]
-    for each in bills.values():
-        total += ["", f"[bold]{each.total():.2f}[/]"]
-    table.add_row(*total)
-    console.print(table)
+    header, rows = table_rows(bills)
+    if as_markdown:
+        console.print(title + "\n\n" + markdown(header, rows) + "\n", markup=False, highlight=False, soft_wrap=True)
+    else:
+        table = Table(title=title)
+        for index, column in enumerate(header):
+            table.add_column(
+                column.replace(" per", "\nper").replace(" $", "\n$"), justify="left" if index < 2 else "right"
+            )
+        for row in rows:
+            table.add_row(*row, end_section=row[1] == "hop total")
+        console.print(table)
     for name, each in bills.items():
         console.print(f"{name}: " + ", ".join(f"{what} {value:.2f}" for what, value in each.batches.items()))
         means = ", ".join(f"{function} {sum(ms) / len(ms):.1f} ms" for function, ms in each.lambda_ms.items() if ms)
@@ -264,6 +283,11 @@ def render(bills: dict[str, Bill], console: Console) -> None:
         a, b = (bills[name].total() for name in names)
         verdict = "lower" if a < b else "NOT lower"
         console.print(f"[bold]{names[0]} ${a:.2f} per million ride changes, {verdict} than {names[1]} ${b:.2f}[/]")
+        a, b = (bills[name].counted_total() for name in names)
+        console.print(
+            f"Without the Lambda GB-seconds (the counts alone, whatever this machine's speed): "
+            f"{names[0]} ${a:.2f}, {names[1]} ${b:.2f}"
+        )
 
 
 def _idle_note(bill: Bill) -> str:
@@ -293,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--retry-rate", type=float, default=0.1, help="share of requests a client retries")
     parser.add_argument("--json", type=Path, default=STATE_DIR / "cost-report.json")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (as in the README)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", "No application metrics to publish")
     console = Console(width=None if sys.stdout.isatty() else 200)
     bills = {design: run(design, args.rides, args.seed, args.retry_rate, console) for design in DESIGNS}
-    render(bills, console)
+    render(bills, console, as_markdown=args.markdown)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {name: asdict(each) | {"total": each.total()} for name, each in bills.items()}
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -492,6 +492,10 @@ class Bill:
     def total(self, hop: str | None = None) -> float:
         return sum(line.usd_per_million for line in self.lines if hop is None or line.hop == hop)
 
+    def counted_total(self) -> float:
+        """The total without the GB-seconds: what the counts alone cost, whatever this machine's speed."""
+        return sum(line.usd_per_million for line in self.lines if "GB-seconds" not in line.what)
+
     def hops(self) -> list[str]:
         """The hops in the pipeline's order."""
         present = {line.hop for line in self.lines}
