@@ -48,6 +48,7 @@ from local.workload.cost import (
     LogMeter,
     MeteredFunction,
     MotoItems,
+    Price,
     RequestMeter,
     bill_run,
     idle_requests_per_month,
@@ -67,7 +68,10 @@ DESIGNS = (RIDEONCE, POWERTOOLS)
 PUMP_EVERY = 40
 """Ride changes between two rounds of the Pipe and the event source, as in `make demo`."""
 SQS_LONG_POLL_SECONDS = 20
-LAMBDA_IDLE_POLLERS = 2
+IDLE_POLLERS = 5
+"""Lambda's SQS pollers at low traffic: five batches at a time, down to two only without a maximum concurrency
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html)."""
+IDLE_POLLERS_OPTIMISED = 2
 EXCLUDED = (
     "Lambda's START/END/REPORT log lines and API Gateway's access log (their size is AWS's, not ours)",
     "custom metrics extracted from the EMF logs (billed per metric per month, not per change)",
@@ -237,7 +241,7 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(bills: dict[str, Bill], console: Console, as_markdown: bool = False) -> None:
+def render(bills: dict[str, Bill], console: Console, pollers: int, as_markdown: bool = False) -> None:
     names = list(bills)
     first = bills[names[0]]
     title = (
@@ -273,7 +277,7 @@ def render(bills: dict[str, Bill], console: Console, as_markdown: bool = False) 
         "Assumed: SQS bills the queue owner for the SendMessage a rule makes (one request per 64 KB of the "
         "delivered event), and a cancelled DynamoDB transaction its whole content (no AWS page found states either)."
     )
-    idle = _idle_note(bills[names[0]])
+    idle = _idle_note(bills[names[0]], pollers, load_prices()["sqs_standard_request"])
     console.print(idle)
     console.print("Not billed per request (control plane, the emulators' own bookkeeping):")
     for name, each in bills.items():
@@ -290,16 +294,24 @@ def render(bills: dict[str, Bill], console: Console, as_markdown: bool = False) 
         )
 
 
-def _idle_note(bill: Bill) -> str:
-    polls = idle_requests_per_month(LAMBDA_IDLE_POLLERS, SQS_LONG_POLL_SECONDS)
+def idle_pollers(stack: Stack) -> int:
+    """Pollers on an idle queue: the template's ScalingConfig (a maximum concurrency) keeps all five."""
+    mappings = [stack.properties(lid) for lid in stack.of_type("AWS::Lambda::EventSourceMapping")]
+    sqs = [props for props in mappings if ":sqs:" in str(props.get("EventSourceArn", ""))]
+    limited = any(props.get("ScalingConfig", {}).get("MaximumConcurrency") for props in sqs)
+    return IDLE_POLLERS if limited else IDLE_POLLERS_OPTIMISED
+
+
+def _idle_note(bill: Bill, pollers: int, price: Price) -> str:
+    polls = idle_requests_per_month(pollers, SQS_LONG_POLL_SECONDS)
     return (
         f"Polls that returned nothing in this run (the emulators poll when the run pumps): "
         f"{', '.join(f'{what} x{count}' for what, count in bill.idle.items())}. On AWS they scale with time, not "
-        f"traffic: Lambda long-polls an idle queue with as few as {LAMBDA_IDLE_POLLERS} pollers "
-        f"(docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); assuming a {SQS_LONG_POLL_SECONDS} s "
-        f"wait (SQS's longest; Lambda documents none), {polls:,} empty receives a month, "
-        f"${polls * 0.40 / 1_000_000:.2f} a month. How often a Pipe polls an idle stream is not documented: "
-        f"not priced."
+        f"traffic: Lambda long-polls an idle queue with {pollers} pollers here (five at low traffic, as few as two "
+        f"without a maximum concurrency: docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); "
+        f"assuming a {SQS_LONG_POLL_SECONDS} s wait (SQS's longest; Lambda documents none), {polls:,} empty "
+        f"receives a month, ${price.cost(polls):.2f} a month. How often a Pipe polls an idle stream is not "
+        f"documented: not priced."
     )
 
 
@@ -322,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", "No application metrics to publish")
     console = Console(width=None if sys.stdout.isatty() else 200)
     bills = {design: run(design, args.rides, args.seed, args.retry_rate, console) for design in DESIGNS}
-    render(bills, console, as_markdown=args.markdown)
+    render(bills, console, idle_pollers(Stack.from_file()), as_markdown=args.markdown)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {name: asdict(each) | {"total": each.total()} for name, each in bills.items()}
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
