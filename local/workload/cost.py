@@ -259,13 +259,15 @@ class RequestMeter:
     def _sizes_before(self, operation: str, params: Mapping[str, Any]) -> list[int | None]:
         """Stored sizes before a write, one per written item, in request order."""
         if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-            return [self._stored_size(operation, params)]
+            return [self._stored_size(params)]
         if operation == "TransactWriteItems":
-            return [self._stored_size(*_action(entry)) for entry in params.get("TransactItems", [])]
+            return [self._stored_size(_action(entry)[1]) for entry in params.get("TransactItems", [])]
         return []
 
-    def _stored_size(self, operation: str, params: Mapping[str, Any]) -> int | None:
-        table = params["TableName"]
+    def _stored_size(self, params: Mapping[str, Any]) -> int | None:
+        table = params.get("TableName")
+        if not table:  # botocore's own validation refuses the call next, and says why
+            return None
         key = params["Key"] if "Key" in params else self._stored.key_of(table, params.get("Item", {}))
         return self._stored.size(table, key)
 
