@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz ops reconcile-cost coldstart clean
+.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz ops reconcile-cost coldstart cost clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ ops: venv  ## operate a stack: make ops ARGS="audit" | ARGS="--stack rideonce-de
 
 reconcile-cost: venv  ## the reconciler's DynamoDB reads per run and per ride change at 10,000 and 100,000 outbox records
 	$(LOCAL_ENV) $(BIN)/python -m local.reconcile_cost $(ARGS)
+
+cost: venv  ## AWS dollars per million ride changes, per hop, rideonce beside Powertools; e.g. ARGS="--rides 300"
+	$(LOCAL_ENV) $(BIN)/python -m local.cost $(ARGS)
 
 coldstart: venv  ## handler import times as ratios to boto3's
 	$(LOCAL_ENV) $(BIN)/python -m local.coldstart

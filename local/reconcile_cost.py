@@ -37,6 +37,7 @@ from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import LocalStack
 from local.aws.transport import Transport
 from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
+from local.workload.cost import item_size
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic import events as ride_events
@@ -56,31 +57,6 @@ DEFAULT_RUNS = 12
 DEFAULT_BEHIND = 0.01
 BLOCK = 4096
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-def item_size(item: Mapping[str, Any]) -> int:
-    """Bytes DynamoDB counts for an item (DynamoDB JSON): every attribute's name plus its value."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
-
-
-def _value_size(value: Mapping[str, Any]) -> int:
-    ((kind, data),) = value.items()
-    if kind == "S":
-        return len(str(data).encode())
-    if kind == "N":
-        digits = Decimal(str(data)).normalize().as_tuple().digits
-        return math.ceil(len(digits) / 2) + 1
-    if kind == "B":
-        return len(data)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + item_size(data)
-    if kind == "L":
-        return 3 + sum(_value_size(element) for element in data)
-    if kind in ("SS", "NS", "BS"):
-        return sum(_value_size({kind[0]: element}) for element in data)
-    raise ValueError(f"no size for a {kind} value")
 
 
 @dataclass
