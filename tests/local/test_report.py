@@ -163,7 +163,7 @@ def test_the_terminal_tables_say_whether_every_invariant_held() -> None:
     # Then the hops, the effects, the latency and the verdict are there
     assert "client -> API" in held
     assert "duplicates dropped" in held
-    assert "p50 0.7 s, p90 2 s, p99 6.5 s, max 6.5 s" in held
+    assert "p50 0.70 s, p90 2.00 s, p99 6.50 s, max 6.50 s" in held
     assert held.rstrip().endswith("all invariants held")
     assert broke.rstrip().endswith("an invariant broke")
 

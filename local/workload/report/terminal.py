@@ -14,7 +14,7 @@ def render(report: RunReport, console: Console) -> None:
     run = report.run
     sizes = ", ".join(f"{value} {name}" for name, value in run.sizes.items())
     console.print(f"[bold]rideonce: {run.command}[/], seed {run.seed}, {sizes}, {run.seconds:g} s")
-    console.print(_hops(report, f"per hop ({sizes}, seed {run.seed})"))
+    console.print(_hops(report, "per hop"))
     if report.measures:
         console.print(_measures(report))
     if report.faults:
@@ -23,8 +23,8 @@ def render(report: RunReport, console: Console) -> None:
     if report.latency is not None:
         latency = report.latency
         console.print(
-            f"commit -> applied ({latency.count} changes): p50 {latency.p50:g} s, p90 {latency.p90:g} s, "
-            f"p99 {latency.p99:g} s, max {latency.max:g} s [dim]({latency.basis})[/]"
+            f"commit -> applied ({latency.count} changes): p50 {latency.p50:.2f} s, p90 {latency.p90:.2f} s, "
+            f"p99 {latency.p99:.2f} s, max {latency.max:.2f} s [dim]({latency.basis})[/]"
         )
     console.print(_checks(report))
     console.print(verdict(report))
