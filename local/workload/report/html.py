@@ -24,7 +24,7 @@ p.caption { color: #59636e; margin: 0 0 8px; }
 img.chart { width: 100%; height: auto; border: 1px solid #d1d9e0; border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; margin: 10px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #d1d9e0; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f8fa; } th.n { text-align: right; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.yes { color: #1a7f37; font-weight: 600; } td.no, td.bad { color: #cf222e; font-weight: 600; }
 td.note { color: #59636e; }
 """
@@ -125,7 +125,10 @@ def _latency(report: RunReport) -> list[str]:
         f'<p class="caption">{latency.count} changes, from the outbox commit to the consumer\'s effect: '
         f"{escape(latency.basis)}.</p>",
         _chart(charts.latency_histogram(latency), "commit to applied latency histogram with percentiles"),
-        _table(["changes", "p50 (s)", "p90 (s)", "p99 (s)", "max (s)"], [[_n(latency.count), *map(_n, values)]]),
+        _table(
+            ["changes", "p50 (s)", "p90 (s)", "p99 (s)", "max (s)"],
+            [[_n(latency.count), *(_n(round(v, 2)) for v in values)]],
+        ),
         "</section>",
     ]
 
@@ -170,7 +173,13 @@ def _chart(svg: str, alt: str) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    rows = list(rows)
+    numeric = {
+        index for row in rows for index, cell in enumerate(row) if cell.startswith(('<td class="n"', '<td class="n '))
+    }
+    head = "".join(
+        f"<th{' class="n"' if index in numeric else ''}>{escape(header)}</th>" for index, header in enumerate(headers)
+    )
     body = "".join("<tr>" + "".join(_cell(cell) for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
