@@ -46,6 +46,12 @@ CONSUMER_DEAD_LETTERS = ("RuleDeadLetterQueue", "ConsumerDeadLetterQueue")
 """Where an event the consumer side could not take ends: the rule's DLQ and the consumer queue's."""
 RELAY_DEAD_LETTERS = ("PipeDeadLetterQueue", "QuarantineQueue")
 """Where the relay parks what it gave up on (a stream pointer) or could not read (a rejection event)."""
+LATENCY_BASIS = (
+    "the outbox record's committedAt to the processed key's processedAt, both this machine's wall clock; the demo "
+    f"relays every {PUMP_EVERY} changes and waits {{time_scale}} s per simulated second, so these seconds are this "
+    "run's, not AWS's"
+)
+"""What the demo's commit -> applied seconds are, printed beside them: this run's pacing, not AWS's."""
 
 
 # The report is the demo's output: the handlers log errors only, emit no metrics, and what they print
@@ -78,6 +84,37 @@ def _run(
     traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
     pipeline = Pipeline(local, time_scale=time_scale)
     bare = BareBaseline(local)
+    segments = _drive(traffic, pipeline, bare, console)
+    before_replay = Snapshot.take(local, pipeline)
+    replayed = 0
+    if replay:
+        replayed = _replay_archive(local, started_at - timedelta(minutes=1))
+        pipeline.run_until_quiet()
+    ttl_deleted = pipeline.ttl.sweep()
+    after_replay = Snapshot.take(local, pipeline)
+    hops = _hops(traffic, pipeline, before_replay, after_replay, replayed, ttl_deleted)
+    bare.close()
+    errors = api.stats.statuses.get(500, 0) + sum(s.invocation_errors for s in pipeline.consumer_stats.values())
+    errors += sum(pipe.stats.enrichment_errors for pipe in pipeline.pipes)
+    run_info = RunInfo(
+        command="make demo",
+        seed=seed,
+        finished_at=datetime.now(UTC),
+        seconds=round(time.perf_counter() - started, 1),
+        sizes={"rides": rides, "ride changes": traffic.ledger.accepted_changes},
+        settings={
+            "retry rate": f"{retry_rate:g}",
+            "archive replay": "yes" if replay else "no",
+            "time scale": f"{time_scale:g}",
+        },
+    )
+    measures = _measures(api.stats.seconds, traffic.ledger.accepted_changes, bare, segments)
+    return _report(local, run_info, hops, traffic.ledger, after_replay, errors, measures)
+
+
+def _drive(traffic: RideTraffic, pipeline: Pipeline, bare: BareBaseline, console: Console) -> list["Segment"]:
+    """Every ride change through the API, the pipeline pumped every PUMP_EVERY changes, then drained."""
+    api = traffic.api
     segments: list[Segment] = []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -101,48 +138,30 @@ def _run(
         drain = progress.add_task("pipeline draining", total=None)
         pipeline.run_until_quiet()
         progress.update(drain, total=1, completed=1)
-    before_replay = Snapshot.take(local, pipeline)
-    replayed = 0
-    if replay:
-        replayed = _replay_archive(local, started_at - timedelta(minutes=1))
-        pipeline.run_until_quiet()
-    ttl_deleted = pipeline.ttl.sweep()
-    after_replay = Snapshot.take(local, pipeline)
-    hops = _hops(traffic, pipeline, before_replay, after_replay, replayed, ttl_deleted)
-    bare.close()
-    errors = api.stats.statuses.get(500, 0) + sum(s.invocation_errors for s in pipeline.consumer_stats.values())
-    errors += sum(pipe.stats.enrichment_errors for pipe in pipeline.pipes)
+    return segments
+
+
+def _report(
+    local: LocalStack,
+    run_info: RunInfo,
+    hops: list[HopRow],
+    ledger: Ledger,
+    after: "Snapshot",
+    errors: int,
+    measures: list[Measure],
+) -> RunReport:
+    """The run's report, its effects, latency and invariants read from the tables and queues as they ended."""
     outbox, keys = scan(local.stack, "OutboxTable"), scan(local.stack, "ProcessedKeysTable")
     samples = commit_to_applied(outbox, keys)
-    run_info = RunInfo(
-        command="make demo",
-        seed=seed,
-        finished_at=datetime.now(UTC),
-        seconds=round(time.perf_counter() - started, 1),
-        sizes={"rides": rides, "ride changes": traffic.ledger.accepted_changes},
-        settings={
-            "retry rate": f"{retry_rate:g}",
-            "archive replay": "yes" if replay else "no",
-            "time scale": f"{time_scale:g}",
-        },
-    )
+    basis = LATENCY_BASIS.format(time_scale=run_info.settings["time scale"])
     return RunReport(
         run=run_info,
         hops=hops,
-        designs=[_our_design(outbox, keys, scan(local.stack, "RiderAccountsTable"), traffic.ledger, after_replay)],
-        checks=[
-            CheckRow(check.name, check.held, check.detail) for check in check_all(local.stack, traffic.ledger, errors)
-        ],
-        latency=Latency.from_samples(samples, basis=LATENCY_BASIS.format(time_scale=time_scale)) if samples else None,
-        measures=_measures(api.stats.seconds, traffic.ledger.accepted_changes, bare, segments),
+        designs=[_our_design(outbox, keys, scan(local.stack, "RiderAccountsTable"), ledger, after)],
+        checks=[CheckRow(check.name, check.held, check.detail) for check in check_all(local.stack, ledger, errors)],
+        latency=Latency.from_samples(samples, basis=basis) if samples else None,
+        measures=measures,
     )
-
-
-LATENCY_BASIS = (
-    "the outbox record's committedAt to the processed key's processedAt, both this machine's wall clock; the demo "
-    f"relays every {PUMP_EVERY} changes and waits {{time_scale:g}} s per simulated second, so these seconds are this "
-    "run's, not AWS's"
-)
 
 
 def commit_to_applied(outbox: Iterable[Mapping[str, Any]], keys: Iterable[Mapping[str, Any]]) -> list[float]:
