@@ -79,7 +79,7 @@ def latency_histogram(latency: Latency) -> str:
             ("max", latency.max, "#444444"),
         ):
             axes.axvline(value, color=color, linestyle="--", linewidth=1.2, label=f"{label} {value:.2f} s")
-        axes.legend(loc="upper right", frameon=False)
+        axes.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=4, frameon=False)
         axes.spines[["top", "right"]].set_visible(False)
         return _svg(figure)
 
