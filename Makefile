@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # Offline tools (sam validate, cfn-lint, moto) need a region and some credentials, never real ones.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 
-.PHONY: help venv lint typecheck template build pytest test test-deployed demo local invoke chaos latency load fuzz ops reconcile-cost coldstart cost clean
+.PHONY: help venv chromium lint typecheck template build pytest test test-deployed demo report-screenshot local invoke chaos latency load fuzz ops reconcile-cost coldstart cost clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,13 @@ $(VENV)/.installed: requirements-dev.lock functions/requirements.txt
 	@touch $@
 
 venv: $(VENV)/.installed  ## create the python3.13 venv with the pinned dev dependencies
+
+# The report's screenshot test and `make report-screenshot` need a real browser: Debian's chromium package.
+chromium:  ## headless Chromium (Debian package), installed with apt-get when missing and running as root
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: install it with 'sudo apt-get install -y chromium' (Debian/Ubuntu), then run make again" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still missing after apt-get install chromium" >&2; exit 1; }
 
 lint: venv  ## ruff
 	$(BIN)/ruff check .
@@ -42,7 +49,7 @@ build: venv  ## sam build (no container)
 	$(OFFLINE_AWS) $(BIN)/sam build --parallel --cached
 
 # AWS_SAM_STACK_NAME is unset: `make test` runs the end-to-end suite on the local stack, never on a deployed one.
-pytest: venv  ## the test suite (timing comparisons last, on their own)
+pytest: venv chromium  ## the test suite (timing comparisons last, on their own)
 	env -u AWS_SAM_STACK_NAME $(OFFLINE_AWS) $(BIN)/pytest -n 2 -m "not perf"
 	env -u AWS_SAM_STACK_NAME $(OFFLINE_AWS) $(BIN)/pytest -m perf
 
@@ -57,8 +64,11 @@ test-deployed: venv  ## the end-to-end suite against a deployed stack: AWS_SAM_S
 # The local stack imports the handlers from their CodeUri (functions/) and the emulators from local/.
 LOCAL_ENV := PYTHONPATH=$(CURDIR)/functions:$(CURDIR)
 
-demo: venv  ## the whole pipeline on the local stack; options via ARGS, e.g. ARGS="--rides 2000"
+demo: venv  ## the whole pipeline on the local stack, then .local/report.{json,html}; e.g. ARGS="--rides 2000"
 	$(LOCAL_ENV) $(BIN)/python -m local.demo $(ARGS)
+
+report-screenshot: venv chromium  ## the last demo's report page drawn by headless Chromium: .local/report.png
+	$(LOCAL_ENV) $(BIN)/python -m local.report $(ARGS)
 
 local: venv  ## serve the ride API on 127.0.0.1:3000 with the pipeline running behind it
 	$(LOCAL_ENV) $(BIN)/python -m local.serve $(ARGS)

@@ -5,13 +5,13 @@ import os
 import threading
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import asdict
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from rich.console import Console
 
 from local import demo
 from local.aws.stack import LocalStack
@@ -19,6 +19,7 @@ from local.emulators.clock import WallClock
 from local.emulators.http_api import make_handler
 from local.emulators.pipeline import Pipeline
 from local.workload.invariants import scan
+from local.workload.report.json_codec import from_json
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +31,34 @@ def local(restore_environment: None, tmp_path: Path) -> Iterator[LocalStack]:
     stack.stop()
 
 
-def test_the_demo_runs_green_on_a_small_fleet(restore_environment: None) -> None:
-    # Given / When
-    report = demo.run(rides=25, seed=3, retry_rate=0.2, replay=True, time_scale=0.01, console=Console(quiet=True))
-    # Then every invariant held, and the numbers tie out hop by hop
-    assert report.ok, json.dumps(report.invariants, indent=2)
-    hops = {hop["hop"]: hop for hop in report.hops}
-    accepted = hops["API -> outbox"]["in"]
-    assert hops["API -> outbox"]["out"] == accepted
-    assert hops["client -> API"]["duplicates dropped"] > 0
-    assert hops["stream -> Pipe -> bus"]["out"] == accepted
-    assert hops["bus -> queue -> consumer"]["out"] == accepted
+def test_the_demo_runs_green_on_a_small_fleet(restore_environment: None, tmp_path: Path) -> None:
+    # Given / When `make demo` runs a small fleet
+    status = demo.main(["--rides", "25", "--seed", "3", "--retry-rate", "0.2", "--report-dir", str(tmp_path)])
+    # Then it exits 0, having written its report as JSON and as a page
+    report = from_json((tmp_path / "report.json").read_text())
+    assert status == 0, json.dumps([asdict(check) for check in report.checks], indent=2)
+    assert report.ok
+    assert "all invariants held" in (tmp_path / "report.html").read_text()
+    # And the numbers tie out hop by hop
+    hops = {hop.hop: hop for hop in report.hops}
+    accepted = hops["API -> outbox"].received
+    assert report.run.sizes["ride changes"] == accepted
+    assert hops["API -> outbox"].passed_on == accepted
+    assert hops["client -> API"].duplicates_dropped > 0
+    assert hops["stream -> Pipe -> bus"].passed_on == accepted
+    assert hops["bus -> queue -> consumer"].passed_on == accepted
     replay = hops["archive replay -> consumer"]
-    assert replay["in"] == accepted
-    assert replay["duplicates dropped"] == accepted
-    assert report.rates["ratio_to_bare_moto"] > 0
+    assert replay.received == accepted
+    assert replay.duplicates_dropped == accepted
+    assert all(hop.to_dead_letter == 0 for hop in report.hops)
+    # And the consumer's effects are exactly once, in order, nothing lost or parked
+    (design,) = report.designs
+    assert (design.duplicate_effects, design.lost_events, design.order_violations, design.parked) == (0, 0, 0, 0)
+    # And every change has its commit -> applied time, none before its commit
+    assert report.latency is not None
+    assert report.latency.count == accepted
+    assert 0 <= report.latency.p50 <= report.latency.p99 <= report.latency.max
+    assert {measure.name: measure.value for measure in report.measures}["  ratio to bare moto"] > 0
 
 
 def test_resources_come_from_the_template_and_the_outputs_file_finds_them(local: LocalStack, tmp_path: Path) -> None:
