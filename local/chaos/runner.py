@@ -53,6 +53,8 @@ from local.chaos.report import ChaosReport, DesignResult, render
 from local.chaos.upstream import CHANGES_PER_RIDE, Upstream, run_upstream
 from local.designs import DESIGNS, REGISTRY
 from local.emulators.event_source import sqs_mappings
+from local.workload.report import html
+from local.workload.report.chaos_file import from_chaos_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -265,5 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     render(report, console)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report.as_json(), indent=2, default=str) + "\n")
-    console.print(f"report written to {args.json}")
+    page = args.json.with_suffix(".html")
+    page.write_text(html.render(from_chaos_json(report.as_json())))
+    console.print(f"report written to {args.json}, its page to {page}")
     return 0 if report.ok else 1
