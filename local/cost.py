@@ -4,7 +4,7 @@ For each consumer design, on a fresh local stack and the same seeded riders: the
 handler, the Pipe emulator and its enrichment, the bus, the queue and its event source, to the
 ConsumerFunction's handler, which applies each event with rideonce's consumer or with the
 Powertools-idempotency design (local/designs): the hops differ only in the consumer. Every AWS request made
-on the way is counted where it is made and billed by local/workload/cost.py at the list prices in
+on the way is counted where it is made and billed by local/workload/cost/ at the list prices in
 docs/prices.toml. Lambda durations are this machine's, measured in this process (the functions' calls to
 moto included), billed at AWS's 1 ms granularity.
 
@@ -42,19 +42,9 @@ from local.aws.template import Stack
 from local.designs.powertools import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
 from local.emulators.clock import WallClock
 from local.emulators.pipeline import Pipeline
-from local.workload.cost import (
-    Bill,
-    BusRouting,
-    Invocations,
-    LogMeter,
-    MeteredFunction,
-    MotoItems,
-    Price,
-    RequestMeter,
-    bill_run,
-    idle_requests_per_month,
-    load_prices,
-)
+from local.workload.cost.bill import Bill, bill_run, idle_requests_per_month
+from local.workload.cost.meter import BusRouting, Invocations, LogMeter, MeteredFunction, MotoItems, RequestMeter
+from local.workload.cost.units import Price, load_prices
 from local.workload.traffic import ApiCaller, RideTraffic
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore

@@ -37,7 +37,7 @@ from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import LocalStack
 from local.aws.transport import Transport
 from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
-from local.workload.cost import item_size
+from local.workload.cost.units import item_size
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic import events as ride_events

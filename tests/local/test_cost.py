@@ -11,15 +11,9 @@ from rich.console import Console
 
 from local import cost
 from local.aws.template import Stack
-from local.workload.cost import (
-    BUS,
-    CONSUMER,
-    RELAY,
-    Bill,
-    Call,
-    MotoItems,
-    RequestMeter,
-    acting_as,
+from local.workload.cost.bill import BUS, CONSUMER, RELAY, Bill
+from local.workload.cost.meter import Call, MotoItems, RequestMeter, acting_as
+from local.workload.cost.units import (
     billed_milliseconds,
     chunks,
     gb_seconds,
