@@ -151,7 +151,7 @@ def _create_archives(stack: Stack) -> dict[str, str]:
 
 
 def _register_pipes(stack: Stack) -> dict[str, str]:
-    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/emulators/pipe.py moves the data."""
+    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/emulators/pipes/ moves the data."""
     pipes = boto3.client("pipes")
     names = {}
     for logical_id in stack.of_type("AWS::Pipes::Pipe"):

@@ -22,8 +22,8 @@ from local.aws.stack import OUTPUTS_FILE, LocalStack
 from local.emulators.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
 from local.emulators.clock import WallClock
 from local.emulators.event_source import BatchOutcome
-from local.emulators.pipe import describe_forwarded
 from local.emulators.pipeline import Pipeline
+from local.emulators.pipes.runner import describe_forwarded
 
 # API Gateway's own limit on an HTTP API request's payload; the function refuses far less (MAX_BODY_BYTES).
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
