@@ -6,6 +6,9 @@ AWS's semantics: the Pipe (local/emulators/pipes/), the SQS event source mapping
 moto's SQS reads too while the pipeline is open (`with Pipeline(...)`, or `close()`). A `WallClock(0.01)`
 compresses waiting: the queue's 120 s visibility timeout is over in 1.2 s; a `SimulatedClock` makes it
 cost nothing, the pipeline moving the clock to the next moment something is due when it has nothing to do.
+
+Not here: how each hop behaves (its own module), building the account (local/aws/), or faults (chaos
+builds its runners over the seams they declare, local/chaos/seams.py).
 """
 
 import time
