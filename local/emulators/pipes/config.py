@@ -90,7 +90,7 @@ class PipeConfig:
 def pipe_configs(stack: Stack) -> list[PipeConfig]:
     """Every AWS::Pipes::Pipe of the translated template.
 
-    Call it once the tables, queues and buses exist (local.dynamodb, local.eventbridge), so the stream,
+    Call it once the tables, queues and buses exist (local/aws/dynamodb.py, local/aws/messaging.py), so the stream,
     queue and bus ARNs in its properties are the local ones. A property the emulator cannot honour raises
     ValueError rather than being ignored.
     """
