@@ -181,7 +181,6 @@ class PipeRunner:
             if work == 0:
                 stop.wait(idle_sleep)
 
-    # ------------------------------------------------------------ shards and reading
     # ------------------------------------------------------------ batching
 
     def _step(self, shard: Shard) -> tuple[int, bool]:
@@ -202,6 +201,7 @@ class PipeRunner:
         return work, False
 
     def _batch_due(self, shard: Shard) -> bool:
+        """A batch goes when full, when its window has passed, or when its closed shard has no more to give."""
         if not shard.buffer:
             return False
         if len(shard.buffer) >= self.config.batch_size or shard.iterator is None:
@@ -212,6 +212,7 @@ class PipeRunner:
     # ------------------------------------------------------------ one attempt
 
     def _attempt(self, shard: Shard) -> tuple[int, bool]:
+        """Deliver the batch at the shard's head, its too-old records dead-lettered first. (work, failed)."""
         batch = shard.pending[0]
         expired = self._expired(batch.records)
         if expired:
@@ -242,6 +243,7 @@ class PipeRunner:
         return attempted, False
 
     def _expired(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records past MaximumRecordAgeInSeconds on the clock (-1: none ever are): never sent again."""
         limit = self.config.maximum_record_age_seconds
         if limit < 0:
             return []
@@ -343,4 +345,5 @@ def describe_forwarded(event: Mapping[str, Any]) -> str:
 
 
 def _iso(epoch_seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds, as the on-failure record's timestamps are written."""
     return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -155,6 +155,7 @@ class BusTarget:
         return items
 
     def _entry(self, item: Any) -> "PutEventsRequestEntryTypeDef":
+        """The PutEvents entry of one item: Detail is the item, the rest the target's parameters."""
         entry: PutEventsRequestEntryTypeDef = {
             "EventBusName": self.config.event_bus_name,
             "Source": self._parameter(self.config.source, item, f"Pipe {self.config.name}"),
