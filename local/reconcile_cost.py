@@ -39,7 +39,6 @@ from local.aws.transport import Transport
 from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
 from local.workload.cost.units import item_size
 from rideonce.dal.dynamo import to_item
-from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.logic import events as ride_events
 from rideonce.logic import rides as ride_logic
 from rideonce.logic.reconcile import window
@@ -199,33 +198,9 @@ def measure(records: int, runs: int, behind_share: float, say: Any) -> CostRow:
         meter = ReadMeter(sizes)
         client = transport.dynamodb()
         meter.install(client)
-        reconciler = Reconciler(
-            OutboxReader(client, settings.outbox_table_name, settings.outbox_commit_index_name),
-            ProjectionReader(client, settings.ride_projection_table_name),
-            EventPublisher(
-                transport.events(), settings.event_bus_name, settings.relay_event_source, settings.relay_detail_type
-            ),
-            period=period,
-            grace=grace,
-        )
-        checked = repaired = 0
-        for number in range(runs):
-            tick = end - period * (runs - 1 - number)
-            report = reconciler.run(tick)
-            checked += report.checked
-            repaired += report.rides_behind
-            # The consumer applies what was republished: those rides are no longer behind.
-            span = window(tick, period, grace)
-            done = [ride for ride, at in fleet.behind.items() if span.start <= at < span.end]
-            for ride_id in done:
-                loader.update_item(
-                    TableName=settings.ride_projection_table_name,
-                    Key={"rideId": {"S": ride_id}},
-                    UpdateExpression="SET #version = :version",
-                    ExpressionAttributeNames={"#version": "version"},
-                    ExpressionAttributeValues={":version": {"N": str(CHANGES_PER_RIDE)}},
-                )
-                del fleet.behind[ride_id]
+        # The reconciler as its function builds it, its reads on the metered client.
+        reconciler = Reconciler.from_settings(settings, client, transport.events())
+        checked, repaired = _run_windows(reconciler, loader, settings, fleet, end, runs, period, grace)
         total = meter.total_units()
         # A Scan, like a Query, is charged the sum of the sizes it read, rounded up to 4 KB (eventually consistent).
         scan = math.ceil(sum(item_size(item) for item in fleet.outbox) / BLOCK) * 0.5
@@ -246,6 +221,42 @@ def measure(records: int, runs: int, behind_share: float, say: Any) -> CostRow:
     finally:
         quiet()
         local.stop()
+
+
+def _run_windows(
+    reconciler: Reconciler,
+    loader: Any,
+    settings: ReconcilerSettings,
+    fleet: Fleet,
+    end: datetime,
+    runs: int,
+    period: timedelta,
+    grace: timedelta,
+) -> tuple[int, int]:
+    """`runs` scheduled runs up to `end`: (changes checked, rides repaired).
+
+    After each run the consumer's part is played on the unmetered client: the rides it republished are
+    brought up to date, so a later window does not count them behind again.
+    """
+    checked = repaired = 0
+    for number in range(runs):
+        tick = end - period * (runs - 1 - number)
+        report = reconciler.run(tick)
+        checked += report.checked
+        repaired += report.rides_behind
+        # The consumer applies what was republished: those rides are no longer behind.
+        span = window(tick, period, grace)
+        done = [ride for ride, at in fleet.behind.items() if span.start <= at < span.end]
+        for ride_id in done:
+            loader.update_item(
+                TableName=settings.ride_projection_table_name,
+                Key={"rideId": {"S": ride_id}},
+                UpdateExpression="SET #version = :version",
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":version": {"N": str(CHANGES_PER_RIDE)}},
+            )
+            del fleet.behind[ride_id]
+    return checked, repaired
 
 
 def render(rows: list[CostRow], console: Console) -> None:

@@ -1,4 +1,7 @@
-"""A Lambda context object with the attributes Powertools reads, for handlers run outside Lambda."""
+"""A Lambda context object with the attributes Powertools reads, for handlers run outside Lambda.
+
+Not modelled: a timeout that stops the handler; the deadline is only reported (get_remaining_time_in_millis).
+"""
 
 import time
 import uuid

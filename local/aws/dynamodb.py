@@ -1,4 +1,8 @@
-"""DynamoDB tables from the template: keys, billing, streams and TTL, created on moto."""
+"""DynamoDB tables from the template: keys, indexes, billing, streams, encryption and TTL, created on moto.
+
+Not applied: PointInTimeRecoverySpecification (no backup is taken locally). Not here: deleting expired
+items, which moto never does (local/emulators/ttl.py), and reading the stream (local/emulators/pipes/).
+"""
 
 from typing import TYPE_CHECKING, Any
 

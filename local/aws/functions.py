@@ -3,6 +3,10 @@
 `sam local invoke` runs a function in a container; without Docker we import its handler (the dotted
 path from the template) and call it with the event and a Lambda context whose deadline is the
 function's timeout. The environment is the one the template gives the function.
+
+Not modelled: a timeout that ends the invocation (the deadline is only reported), the memory limit, and
+concurrency: invocations run one at a time, like one execution environment. Not here: what invokes a
+function (the emulators: local/emulators/).
 """
 
 import contextlib

@@ -3,6 +3,10 @@
 Created in dependency order (queues, then buses, then rules), each recording the Ref and GetAtt values
 CloudFormation would give it, so later properties that point at them (a queue's RedrivePolicy, a rule's
 EventBusName and target ARNs) resolve to the real local names.
+
+moto then routes PutEvents to the rules' targets itself. Not here: archives and the Pipe's registration
+(local/aws/stack.py), matching patterns outside moto (local/emulators/patterns.py), or running the SQS
+event source (local/emulators/event_source.py).
 """
 
 import json

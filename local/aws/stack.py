@@ -4,6 +4,10 @@ Nothing here lists resources by hand: tables, queues, buses, rules, archives and
 SAM-translated template, and the handlers run unchanged with the environment the template gives them
 and `AWS_ENDPOINT_URL` pointing at the server. The outputs file mirrors a stack's outputs, so any
 boto3 script or the AWS CLI can find the local resources.
+
+Not created: alarms, the dashboard, log groups, IAM roles and policies, the KMS key and the SNS topic,
+which nothing local reads (their ARNs still resolve, local/aws/template.py); IAM is not enforced. Not
+here: running what moto only stores (local/emulators/).
 """
 
 import json
@@ -151,7 +155,7 @@ def _create_archives(stack: Stack) -> dict[str, str]:
 
 
 def _register_pipes(stack: Stack) -> dict[str, str]:
-    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/emulators/pipe.py moves the data."""
+    """Register each Pipe with moto's Pipes API, so `describe-pipe` works; local/emulators/pipes/ moves the data."""
     pipes = boto3.client("pipes")
     names = {}
     for logical_id in stack.of_type("AWS::Pipes::Pipe"):

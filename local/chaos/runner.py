@@ -199,7 +199,7 @@ def quiet_handlers() -> Callable[[], None]:
     level = observability.logger.log_level
     observability.logger.setLevel("CRITICAL")
     # The Pipe logs each injected give-up as a warning; the report counts them.
-    pipe_log = logging.getLogger("local.emulators.pipe")
+    pipe_log = logging.getLogger("local.emulators.pipes")
     pipe_level = pipe_log.level
     pipe_log.setLevel(logging.ERROR)
     sink = open(os.devnull, "w")  # noqa: SIM115 (closed by the returned function)

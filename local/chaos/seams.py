@@ -7,7 +7,7 @@ patches no module of the code under test. The injector modules import their seam
   `ApiCaller(handler=)`: each client's `SeededRideService` (api_faults.py).
 - API -> tables: `RideService(rides_store, keys, make_id=)` (rideonce/services/rides.py): a
   `CrashingRideStore`, `LinedUpClaims` and seeded ride ids (api_faults.py).
-- stream -> Pipe -> bus: `PipeRunner(streams=, events=, around_delivery=)` (local/emulators/pipe.py):
+- stream -> Pipe -> bus: `PipeRunner(streams=, events=, around_delivery=)` (local/emulators/pipes/):
   `FaultyStreams`, `FaultyEventBridge` and `RelayFaults.around_delivery` (relay_faults.py).
 - bus -> queue: the consumer queue itself, drained by `Capture`: deliveries doubled, poison bodies and an
   archive replay (bus_faults.py).
@@ -27,7 +27,8 @@ takes no clock, so the Powertools design runs in simulated time through
 
 from local.aws.functions import LocalFunction
 from local.designs.steps import CrashPoint, Steps
-from local.emulators.pipe import AroundDelivery, PipeRunner, TargetFailed
+from local.emulators.pipes.runner import PipeRunner
+from local.emulators.pipes.target import AroundDelivery, TargetFailed
 from local.workload.traffic import ApiCaller
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore

@@ -25,7 +25,8 @@ from local.chaos.plan import FAULTS, Fault, FaultPlan, Hop
 from local.chaos.relay_faults import FaultyEventBridge, RelayFaults
 from local.chaos.report import HopRow
 from local.chaos.seams import PipeRunner
-from local.emulators.pipe import PipeStats, pipe_configs
+from local.emulators.pipes.config import pipe_configs
+from local.emulators.pipes.state import PipeStats
 from local.workload.invariants import Check, outbox_matches_ledger
 from local.workload.traffic import Ledger, RideTraffic
 from ops.aws import Queue, Tables

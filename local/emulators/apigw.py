@@ -1,6 +1,12 @@
 """API Gateway HTTP API (payload format 2.0) events, as API Gateway builds them from an HTTP request.
 
-Used by `make local` to turn real requests into handler events, and by the tests and events/ files.
+Used by `make local` (http_api.py) to turn real requests into handler events, and by the tests and
+events/ files: the template's route table, the route API Gateway picks for a request (literal segments
+beat variables), and the event it sends the integration
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html,
+https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html).
+Not here: the HTTP server and its framing (http_api.py), or verifying the caller's SigV4 signature: the
+IAM caller is stated, not checked.
 """
 
 import json
@@ -37,6 +43,30 @@ def http_event(
     cookies = lowered.pop("cookie", None)
     if text is not None and not base64_encoded:
         lowered.setdefault("content-type", "application/json")
+    context = _request_context(method, path, route_key, lowered.get("user-agent", "rideonce-local"), caller_arn)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": lowered,
+        "requestContext": context,
+        "isBase64Encoded": base64_encoded,
+    }
+    if cookies:
+        event["cookies"] = [cookie.strip() for cookie in cookies.split(";") if cookie.strip()]
+    if raw_query:
+        event["queryStringParameters"] = _query_parameters(raw_query)
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+def _request_context(method: str, path: str, route_key: str, user_agent: str, caller_arn: str | None) -> dict[str, Any]:
+    """The event's `requestContext`: what API Gateway knows of the request beyond its bytes, with the IAM
+    caller the route's AWS_IAM authorizer would have verified (none without `caller_arn`)."""
     now = time.time()
     context: dict[str, Any] = {
         "accountId": ACCOUNT_ID,
@@ -48,7 +78,7 @@ def http_event(
             "path": path,
             "protocol": "HTTP/1.1",
             "sourceIp": "127.0.0.1",
-            "userAgent": lowered.get("user-agent", "rideonce-local"),
+            "userAgent": user_agent,
         },
         "requestId": str(uuid.uuid4()),
         "routeKey": route_key,
@@ -68,27 +98,15 @@ def http_event(
                 "cognitoIdentity": None,
             }
         }
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": lowered,
-        "requestContext": context,
-        "isBase64Encoded": base64_encoded,
-    }
-    if cookies:
-        event["cookies"] = [cookie.strip() for cookie in cookies.split(";") if cookie.strip()]
-    if raw_query:
-        combined: dict[str, list[str]] = {}
-        for name, value in parse_qsl(raw_query, keep_blank_values=True):
-            combined.setdefault(name, []).append(value)
-        event["queryStringParameters"] = {name: ",".join(values) for name, values in combined.items()}
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    if text is not None:
-        event["body"] = text
-    return event
+    return context
+
+
+def _query_parameters(raw_query: str) -> dict[str, str]:
+    """`queryStringParameters`: payload 2.0 joins a repeated parameter's values with commas."""
+    combined: dict[str, list[str]] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        combined.setdefault(name, []).append(value)
+    return {name: ",".join(values) for name, values in combined.items()}
 
 
 def route_table(stack: Stack) -> list[tuple[str, str]]:

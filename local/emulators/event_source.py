@@ -21,6 +21,10 @@ MaximumBatchingWindowInSeconds), https://docs.aws.amazon.com/lambda/latest/dg/se
 https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
 (maxReceiveCount) and https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues.html
 (best-effort order).
+
+Not here: FIFO queues (message groups) and the mapping's FilterCriteria, which template.yaml does not
+use; its ScalingConfig (MaximumConcurrency) is read by no one here, as one poller runs one batch at a
+time; unlike the Pipe's reader (pipes/config.py), a mapping property not emulated is ignored, not refused.
 """
 
 from collections.abc import Callable

@@ -1,8 +1,11 @@
 """`make local`: the ride API on http://127.0.0.1:3000, with the Pipe and the consumer running behind it.
 
-Each HTTP request becomes an API Gateway payload v2 event for ApiFunction, routed by the template's
-routes; the pipeline runs in a background thread and prints a line per event per hop, duplicates
-dropped included. Ctrl-C stops everything cleanly.
+The HTTP side of API Gateway: each request's framing is checked (Content-Length or chunked, the payload
+limit), it is routed by the template's routes and becomes a payload v2 event for ApiFunction (apigw.py
+builds the event); the function's answer goes back as HTTP. The pipeline runs in a background thread and
+prints a line per event per hop, duplicates dropped included. Ctrl-C stops everything cleanly. Not here:
+the event's shape and route matching (apigw.py). Not emulated: TLS, the stage's throttling limits, and
+SigV4 verification (the IAM caller is stated, not checked).
 """
 
 import argparse
@@ -12,18 +15,20 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+from local.aws.functions import LocalFunction
 from local.aws.stack import OUTPUTS_FILE, LocalStack
 from local.emulators.apigw import DEFAULT_CALLER_ARN, http_event, match_route, route_table
 from local.emulators.clock import WallClock
 from local.emulators.event_source import BatchOutcome
-from local.emulators.pipe import describe_forwarded
 from local.emulators.pipeline import Pipeline
+from local.emulators.pipes.runner import describe_forwarded
 
 # API Gateway's own limit on an HTTP API request's payload; the function refuses far less (MAX_BODY_BYTES).
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
@@ -43,130 +48,151 @@ def gateway_answer(status: int, message: str) -> tuple[int, dict[str, str], byte
     return status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What a handler class serves: the template's routes, the API function, and where request lines go."""
+
+    routes: list[tuple[str, str]]
+    api: LocalFunction
+    log: Callable[[str, str], None]
+
+
 def make_handler(local: LocalStack, log: Callable[[str, str], None] = log) -> type[BaseHTTPRequestHandler]:
-    """The request handler class; `log` receives one line per request (a no-op for benchmarks)."""
-    routes = route_table(local.stack)
-    api = local.functions["ApiFunction"]
+    """The request handler class; `log` receives one line per request (a no-op for benchmarks).
 
-    class ApiGatewayHandler(BaseHTTPRequestHandler):
-        """Every method reaches the route table, as at API Gateway: a method no route has is a 404 there too.
+    http.server builds a handler per request from a class, so what it serves is a class attribute.
+    """
+    wiring = Wiring(route_table(local.stack), local.functions["ApiFunction"], log)
+    return type("LocalApiHandler", (ApiGatewayHandler,), {"wiring": wiring})
 
-        HTTP/1.1 keeps connections open, so load tests measure the API rather than TCP handshakes.
-        """
 
-        server_version = "rideonce-local"
-        protocol_version = "HTTP/1.1"
+class ApiGatewayHandler(BaseHTTPRequestHandler):
+    """Every method reaches the route table, as at API Gateway: a method no route has is a 404 there too.
 
-        def __getattr__(self, name: str) -> Any:
-            if name.startswith("do_"):
-                return self._serve
-            raise AttributeError(name)
+    HTTP/1.1 keeps connections open, so load tests measure the API rather than TCP handshakes. A subclass
+    made by `make_handler` sets `wiring`.
+    """
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Each request is logged once, by _serve, with its outcome."""
+    server_version = "rideonce-local"
+    protocol_version = "HTTP/1.1"
+    wiring: ClassVar[Wiring]
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """Malformed request lines and headers: a JSON answer like API Gateway's, never an HTML page."""
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Each request is logged once, by _serve, with its outcome."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed request lines and headers: a JSON answer like API Gateway's, never an HTML page."""
+        self.close_connection = True
+        self._send(*gateway_answer(code, message or HTTPStatus(code).phrase))
+
+    def _serve(self) -> None:
+        """One request, as API Gateway takes it: framing checked, a route matched, the function invoked."""
+        url = urlsplit(self.path)
+        try:
+            raw = self._read_body()
+        except BadRequest as error:
             self.close_connection = True
-            self._send(*gateway_answer(code, message or HTTPStatus(code).phrase))
+            self._send(*gateway_answer(400, "Bad Request"))
+            self.wiring.log("api", f"{self.command} {url.path} -> 400 ({error})")
+            return
+        if raw is None:
+            self.close_connection = True
+            self._send(*gateway_answer(413, "Request Entity Too Large"))
+            return
+        matched = match_route(self.wiring.routes, self.command, url.path)
+        if matched is None:
+            # API Gateway answers a request that matches no route itself, without invoking the function.
+            # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html
+            self._send(*gateway_answer(404, "Not Found"))
+            self.wiring.log("api", f"{self.command} {url.path} -> 404 (no route in template.yaml)")
+            return
+        self._invoke(self._event(url.path, url.query, raw, *matched))
 
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            try:
-                raw = self._read_body()
-            except BadRequest as error:
-                self.close_connection = True
-                self._send(*gateway_answer(400, "Bad Request"))
-                log("api", f"{self.command} {url.path} -> 400 ({error})")
-                return
-            if raw is None:
-                self.close_connection = True
-                self._send(*gateway_answer(413, "Request Entity Too Large"))
-                return
-            matched = match_route(routes, self.command, url.path)
-            if matched is None:
-                # API Gateway answers a request that matches no route itself, without invoking the function.
-                # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html
-                self._send(*gateway_answer(404, "Not Found"))
-                log("api", f"{self.command} {url.path} -> 404 (no route in template.yaml)")
-                return
-            route_key, params = matched
-            event = http_event(
-                self.command,
-                url.path,
-                route_key=route_key,
-                # API Gateway decodes URL-encoded path parameters before passing them on (same page).
-                path_parameters={name: unquote(value) for name, value in params.items()},
-                headers=self._combined_headers(),
-                body=_as_text(raw),
-                caller_arn=DEFAULT_CALLER_ARN,
-                raw_query=url.query,
-                base64_encoded=not _is_utf8(raw),
-            )
-            try:
-                result = api.invoke(event)
-                status, headers, body = _proxy_result(result)
-            except Exception as error:  # a function error: API Gateway answers 500 without the details
-                log("api", f"{self.command} {url.path} -> 500 (function error: {error!r})")
-                self._send(*gateway_answer(500, "Internal Server Error"))
-                return
-            log("api", f"{self.command} {url.path} -> {status}{_outcome_note(headers, body)}")
-            self._send(status, headers, body)
+    def _event(self, path: str, query: str, raw: bytes, route_key: str, params: dict[str, str]) -> dict[str, Any]:
+        """The payload v2 event of this request: the bytes API Gateway passes on, as text or base64."""
+        return http_event(
+            self.command,
+            path,
+            route_key=route_key,
+            # API Gateway decodes URL-encoded path parameters before passing them on (routes page, above).
+            path_parameters={name: unquote(value) for name, value in params.items()},
+            headers=self._combined_headers(),
+            body=_as_text(raw),
+            caller_arn=DEFAULT_CALLER_ARN,
+            raw_query=query,
+            base64_encoded=not _is_utf8(raw),
+        )
 
-        def _read_body(self) -> bytes | None:
-            """The request's bytes (None when over the limit), whether sized by Content-Length or chunked."""
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                return self._read_chunks()
-            declared = self.headers.get("Content-Length")
-            if declared is None:
-                return b""
-            if not declared.strip().isascii() or not declared.strip().isdigit():
-                raise BadRequest(f"Content-Length is not a number: {declared[:40]!r}")
-            length = int(declared.strip())
-            if length > MAX_REQUEST_BYTES:
+    def _invoke(self, event: dict[str, Any]) -> None:
+        """The function's answer sent back; a function error is API Gateway's bare 500, never the details."""
+        path = event["rawPath"]
+        try:
+            result = self.wiring.api.invoke(event)
+            status, headers, body = _proxy_result(result)
+        except Exception as error:  # a function error: API Gateway answers 500 without the details
+            self.wiring.log("api", f"{self.command} {path} -> 500 (function error: {error!r})")
+            self._send(*gateway_answer(500, "Internal Server Error"))
+            return
+        self.wiring.log("api", f"{self.command} {path} -> {status}{_outcome_note(headers, body)}")
+        self._send(status, headers, body)
+
+    def _read_body(self) -> bytes | None:
+        """The request's bytes (None when over the limit), whether sized by Content-Length or chunked."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunks()
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            return b""
+        if not declared.strip().isascii() or not declared.strip().isdigit():
+            raise BadRequest(f"Content-Length is not a number: {declared[:40]!r}")
+        length = int(declared.strip())
+        if length > MAX_REQUEST_BYTES:
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunks(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1026).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError as error:
+                raise BadRequest(f"bad chunk size {size_line[:20]!r}") from error
+            if size == 0:
+                while self.rfile.readline(8194) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(chunks)
+            total += size
+            if total > MAX_REQUEST_BYTES:
                 return None
-            return self.rfile.read(length)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(3)
 
-        def _read_chunks(self) -> bytes | None:
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size_line = self.rfile.readline(1026).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError as error:
-                    raise BadRequest(f"bad chunk size {size_line[:20]!r}") from error
-                if size == 0:
-                    while self.rfile.readline(8194) not in (b"\r\n", b"\n", b""):
-                        pass  # trailer fields
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_REQUEST_BYTES:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
+    def _combined_headers(self) -> dict[str, str]:
+        """Repeated headers joined with commas, as payload 2.0 does."""
+        combined: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            combined.setdefault(name.lower(), []).append(value)
+        joiner = {"cookie": "; "}
+        return {name: joiner.get(name, ",").join(values) for name, values in combined.items()}
 
-        def _combined_headers(self) -> dict[str, str]:
-            """Repeated headers joined with commas, as payload 2.0 does."""
-            combined: dict[str, list[str]] = {}
-            for name, value in self.headers.items():
-                combined.setdefault(name.lower(), []).append(value)
-            joiner = {"cookie": "; "}
-            return {name: joiner.get(name, ",").join(values) for name, values in combined.items()}
-
-        def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-    return ApiGatewayHandler
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _outcome_note(headers: dict[str, str], body: bytes) -> str:

@@ -1,11 +1,14 @@
 """Everything AWS runs between the outbox table and the consumer's effects, stepped in this process.
 
 moto stores the data and routes EventBridge events to SQS; what it does not run is driven here with
-AWS's semantics: the Pipe (local/emulators/pipe.py), the SQS event source mapping
+AWS's semantics: the Pipe (local/emulators/pipes/), the SQS event source mapping
 (local/emulators/event_source.py) and TTL deletion (local/emulators/ttl.py), all on one clock, which
 moto's SQS reads too while the pipeline is open (`with Pipeline(...)`, or `close()`). A `WallClock(0.01)`
 compresses waiting: the queue's 120 s visibility timeout is over in 1.2 s; a `SimulatedClock` makes it
 cost nothing, the pipeline moving the clock to the next moment something is due when it has nothing to do.
+
+Not here: how each hop behaves (its own module), building the account (local/aws/), or faults (chaos
+builds its runners over the seams they declare, local/chaos/seams.py).
 """
 
 import time
@@ -21,7 +24,7 @@ from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
 from local.emulators.clock import Clock, WallClock
 from local.emulators.event_source import BatchOutcome, SqsPoller, sqs_mappings
-from local.emulators.pipe import pipe_runners
+from local.emulators.pipes.runner import pipe_runners
 from local.emulators.ttl import TtlSweeper, ttl_attributes
 
 

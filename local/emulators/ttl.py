@@ -2,7 +2,14 @@
 
 DynamoDB deletes an expired item some time after its TTL (typically within days), so readers must
 treat an expired item as absent on their own; this sweeper deletes only items expired for longer
-than `lateness_seconds` on the sweeper's clock, which keeps that window open in every local run.
+than `lateness_seconds` on the sweeper's clock, which keeps that window open in every local run
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html).
+
+Not modelled: a deletion here is an ordinary DeleteItem, so its stream record lacks the `userIdentity`
+(type "Service", principalId "dynamodb.amazonaws.com") AWS gives a TTL deletion
+(https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_Record.html); the outbox
+Pipe's filter passes no REMOVE record either way. Nor is TTL's own pace: a sweep deletes every item
+past the lateness at once.
 """
 
 from dataclasses import dataclass, field

@@ -11,7 +11,7 @@ import pytest
 from local.aws.context import FakeLambdaContext
 from local.aws.messaging import create_event_buses
 from local.aws.template import Stack
-from local.emulators.pipe import EventPattern
+from local.emulators.patterns import EventPattern
 from rideonce.dal.dynamo import to_item
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.handlers import reconciler as handler_module

@@ -1,4 +1,4 @@
-"""local.emulators.pipe: the outbox Pipe of template.yaml on moto, with AWS's batching, filtering, failures."""
+"""local.emulators.pipes: the outbox Pipe of template.yaml on moto, with AWS's batching, filtering, failures."""
 
 import copy
 import dataclasses
@@ -15,15 +15,11 @@ from local.aws.functions import functions
 from local.aws.messaging import Messaging, create_messaging
 from local.aws.template import Stack
 from local.emulators.clock import SimulatedClock
-from local.emulators.pipe import (
-    EventPattern,
-    PipeConfig,
-    PipeRunner,
-    TargetFailed,
-    describe_forwarded,
-    evaluate_json_path,
-    pipe_configs,
-)
+from local.emulators.patterns import EventPattern
+from local.emulators.pipes.config import PipeConfig, pipe_configs
+from local.emulators.pipes.paths import evaluate_json_path
+from local.emulators.pipes.runner import PipeRunner, describe_forwarded
+from local.emulators.pipes.target import TargetFailed
 from rideonce.handlers import enrichment
 from tests.support.api import NEW_RIDE, ApiClient
 

@@ -12,7 +12,8 @@ from typing import Any, Protocol, TextIO
 
 from local.aws.functions import Handler, LocalFunction
 from local.aws.template import ACCOUNT_ID, REGION, Stack
-from local.emulators.pipe import EventPattern, pipe_configs
+from local.emulators.patterns import EventPattern
+from local.emulators.pipes.config import pipe_configs
 from local.workload.cost.units import chunks, item_size, put_events_entry_size, read_units, write_units
 
 _current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_function", default=None)
