@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from local.aws.functions import LocalFunction
@@ -96,12 +95,10 @@ class SeededRideService(RideService):
     service's lock tokens, never seen downstream, stay random.
     """
 
-    def __init__(
-        self, seed: int, store: RideStore, claims: LinedUpClaims, settings: ApiSettings, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, seed: int, store: RideStore, claims: LinedUpClaims, settings: ApiSettings) -> None:
         self._seed = seed
         self._pending: str | None = None
-        super().__init__(store, claims, settings, clock=clock, make_id=self._next_id)
+        super().__init__(store, claims, settings, make_id=self._next_id)
         self.claims = claims
 
     def create(self, request: WriteRequest, body: CreateRideRequest) -> Outcome:
@@ -118,14 +115,10 @@ class SeededRideService(RideService):
         return pending or str(uuid.uuid4())
 
 
-def seeded_service(
-    client: "DynamoDBClient", settings: ApiSettings, plan: FaultPlan, role: str, clock: Callable[[], datetime]
-) -> SeededRideService:
-    """One client's ride service, as the API function builds it, on the API's faulty collaborators; `clock`
-    stamps its commits."""
+def seeded_service(client: "DynamoDBClient", settings: ApiSettings, plan: FaultPlan, role: str) -> SeededRideService:
+    """One client's ride service, as the API function builds it, on the API's faulty collaborators."""
     store = CrashingRideStore(client, settings.rides_table_name, settings.outbox_table_name, plan)
-    claims = LinedUpClaims(client, settings.idempotency_table_name, role)
-    return SeededRideService(plan.seed, store, claims, settings, clock)
+    return SeededRideService(plan.seed, store, LinedUpClaims(client, settings.idempotency_table_name, role), settings)
 
 
 @dataclass

@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 
 CHANGES_PER_RIDE = 3.7
 """RideTraffic's lifecycles: 80% complete (4 changes), 10% cancel at once (2), 10% cancel after accepting (3)."""
-START = 1_800_000_000.0
-"""The upstream's simulated clock starts here (epoch seconds), whatever this machine's time says: the API's
-commits are stamped in it, so a seed gives the same commit times, and the reconciler the same windows."""
 PUMP_EVERY = 40
 """Ride changes between two runs of the Pipe and drains of the consumer queue (moto's queues slow with depth)."""
 
@@ -144,12 +141,12 @@ def run_upstream(
     """API -> outbox -> Pipe -> bus -> consumer queue under the upstream faults, captured for the consumers."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    begun = START
+    begun = time.time()
     poison = PoisonFeed(local.stack, plan, round(rides * CHANGES_PER_RIDE), transport)
     live: list[Delivery] = []
     replay: list[Delivery] = []
-    # The API's and the Pipes' clock, which moto's stream stamps and SQS read meanwhile: the Pipes' batching
-    # windows and retry backoffs pass in it at once, and record ages are measured in the time that stamped them.
+    # The Pipes' clock, which moto's stream stamps and SQS read meanwhile: the Pipes' batching windows and
+    # retry backoffs pass in it at once, and record ages are measured in the time that stamped them.
     clock = SimulatedClock(begun)
     relay = _relay(local, plan, rides, transport, poison, clock)
     with clock_installed(clock):
@@ -204,9 +201,7 @@ def _relay(
     """The API function over two clients' faulty services, the riders, the Pipes, the bus and the capture."""
     stack = local.stack
     settings = api_handler.settings()
-    handlers, second = (
-        seeded_service(transport.dynamodb(), settings, plan, role, clock.utc_now) for role in (PRIMARY, SECOND)
-    )
+    handlers, second = (seeded_service(transport.dynamodb(), settings, plan, role) for role in (PRIMARY, SECOND))
     api = FaultyApiCaller(stack, local.functions["ApiFunction"], plan, handlers, second)
     traffic = RideTraffic(api, rides=rides, seed=plan.seed, retry_rate=plan.rates[Fault.CLIENT_RETRY])
     bus = FaultyEventBridge(transport.events(), plan, time.time)
