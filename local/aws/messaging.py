@@ -90,6 +90,22 @@ def create_queues(sqs: "SQSClient", stack: Stack) -> dict[str, str]:
     return urls
 
 
+def create_queue_like(sqs: "SQSClient", source_url: str, name: str, dead_letter_url: str | None = None) -> str:
+    """A fresh queue with `source_url`'s attributes; its redrive policy, if any, to `dead_letter_url` instead.
+
+    Scratch space shaped like the template's queue, as `create_table_like` is for tables; the URL.
+    """
+    attributes = sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["All"])["Attributes"]
+    copied = {key: value for key, value in attributes.items() if key in _QUEUE_ATTRIBUTES}
+    url = sqs.create_queue(QueueName=name, Attributes=copied)["QueueUrl"]
+    if "RedrivePolicy" in attributes and dead_letter_url is not None:
+        policy = json.loads(attributes["RedrivePolicy"])
+        target = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"]
+        policy["deadLetterTargetArn"] = target["QueueArn"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+    return url
+
+
 def create_event_buses(events: "EventBridgeClient", stack: Stack) -> dict[str, str]:
     """Every AWS::Events::EventBus; return {logical id: bus name}."""
     names: dict[str, str] = {}

@@ -1,20 +1,25 @@
-"""One consumer design behind the ConsumerFunction's Lambda handler, fed from the simulated queue under faults.
+"""One consumer design behind the ConsumerFunction's Lambda handler, fed from moto's queue under faults.
 
 The handler runs unchanged, built by its own `batch_handler` with the design as its consumer (through
-`FaultedConsumer`), the simulated queue's ChangeMessageVisibility and a batch processor that counts each
-failed record; around it the consumer-side faults: redeliveries, two consumers of one
-message, messages held back and crashes, decided by the same schedule for every design. Faults never
+`FaultedConsumer`), an SQS client for its ChangeMessageVisibility and a batch processor that counts each
+failed record. It is invoked by the SQS event source emulator (local/emulators/event_source.py) on a
+copy of the template's consumer queue and DLQ, in simulated time (the clock moto's SQS reads); through
+the event source's hooks come the consumer-side faults: redeliveries, two consumers of one message,
+messages held back and crashes, decided by the same schedule for every design. Faults never
 fire on one of a message's last two receives before the DLQ: at 30% per hop a healthy message would
 otherwise park by bad luck alone, which says nothing about a design. A message parks only when the
 consumer itself keeps refusing it, as with poison.
 """
 
+import heapq
+import itertools
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.base import FailureResponse
@@ -27,8 +32,8 @@ from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
 from local.chaos.reconcile import ReconcilerSchedule
 from local.chaos.seams import RecordConsumer, batch_handler, handle_record
-from local.chaos.simqueue import SimClock, SimMessage, SimQueue, SimSqs, lambda_record
-from local.emulators.event_source import SqsMapping, failed_ids
+from local.emulators.clock import SimulatedClock
+from local.emulators.event_source import Invoke, SqsMapping, SqsPoller, failed_ids, receive_again
 from rideonce.dal.queue import MessageVisibility
 from rideonce.logic.consumer import Verdict, parse_message
 
@@ -39,7 +44,8 @@ INVOCATION_SECONDS = 0.05
 """Simulated time one consumer invocation takes."""
 
 HOLD_SECONDS = (20.0, 100.0)
-"""How long a message held back (out of order) waits: under the visibility timeout, so successors retry once."""
+"""How long a message held back (out of order) waits before it is sent: under the visibility timeout, so
+successors retry once. Fractional, so held back by the run, not by SQS's DelaySeconds (whole seconds)."""
 
 QUIET_LIMIT = timedelta(days=30)
 
@@ -91,25 +97,27 @@ class PhaseStats:
 
 
 class ConsumerRun:
-    """One design behind the ConsumerFunction's handler, fed from a `SimQueue` with the consumer-side faults."""
+    """One design behind the ConsumerFunction's handler, invoked by the SQS event source on moto's queue with the
+    consumer-side faults; `sqs` reaches moto (the event source's client and the handler's)."""
 
     def __init__(
         self,
         design: DesignUnderTest,
         plan: FaultPlan,
-        clock: SimClock,
+        clock: SimulatedClock,
         function: LocalFunction,
         mapping: SqsMapping,
-        queue: SimQueue,
+        sqs: "SQSClient",
+        queues: tuple[str, str],
         schedule: ReconcilerSchedule | None = None,
     ) -> None:
+        """`queues`: the URLs of the consumer queue (the one `mapping` names) and of its DLQ."""
         self.design = design
         self.schedule = schedule
         self._plan = plan
         self._clock = clock
-        self._function = function
-        self._mapping = mapping
-        self.queue = queue
+        self._sqs = sqs
+        self.queue_url, self.dead_letter_url = queues
         self.phases: dict[str, PhaseStats] = {}
         self._phase = PhaseStats()
         self.unhandled: list[str] = []
@@ -118,20 +126,37 @@ class ConsumerRun:
         """Ride events (not poison) the final redrive took from the DLQ."""
         self.applied_before_redrive: int | None = None
         """Effect log entries before the redrive: what took effect with no manual step."""
+        self.sent: dict[str, Delivery] = {}
+        """Every message sent to the queue, by MessageId (which it keeps in the DLQ)."""
+        self._held: list[tuple[float, int, Delivery]] = []
+        self._order = itertools.count()
+        self._receives: dict[str, int] = {}
+        """Receives of the messages in the batch being handled, a second consumer's included."""
         self._primary = FaultedConsumer(design.primary, design.primary_steps, self._verdict)
         self._second = FaultedConsumer(design.second, design.second_steps, self._verdict)
-        visibility = MessageVisibility(cast("SQSClient", SimSqs(queue)))
+        visibility = MessageVisibility(sqs)
         primary = self._primary
-        self._handler = batch_handler(
+        handler = batch_handler(
             lambda record: handle_record(record, lambda: primary, lambda: visibility),
             FailureCounter(self._failure),
         )
-        """The ConsumerFunction's handler with the design as its consumer, on the simulated queue."""
+        """The ConsumerFunction's handler with the design as its consumer."""
+        redrive = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
+        self.max_receive_count = int(json.loads(redrive["Attributes"]["RedrivePolicy"])["maxReceiveCount"])
+        self.poller = SqsPoller(
+            sqs,
+            self.queue_url,
+            mapping,
+            lambda event: function.invoke(event, handler=handler),
+            clock=clock,
+            around_invoke=self._around_invoke,
+            settles=self._settles,
+        )
 
     @property
     def _last_faulty_receive(self) -> int:
         """Faults fire on a message's receives up to this one; its last two before the DLQ are fault-free."""
-        return self.queue.max_receive_count - 2
+        return self.max_receive_count - 2
 
     def _verdict(self, verdict: Verdict) -> None:
         with self._lock:
@@ -155,65 +180,117 @@ class ConsumerRun:
     def _send(self, deliveries: list[Delivery]) -> None:
         """Onto the queue, some held back so later versions arrive first."""
         low, high = HOLD_SECONDS
+        now = self._clock.now()
         for delivery in deliveries:
-            delay = 0.0
             if self._plan.occurs(Fault.OUT_OF_ORDER, delivery.subject):
                 delay = low + (high - low) * self._plan.draw(Fault.OUT_OF_ORDER, delivery.subject, -1)
                 self._phase.held_back += 1
-            self.queue.send(delivery.body, delivery.subject, delivery.poison, delay)
+                heapq.heappush(self._held, (now + delay, next(self._order), delivery))
+            else:
+                self._send_now(delivery)
+
+    def _send_now(self, delivery: Delivery) -> None:
+        sent = self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=delivery.body)
+        self.sent[sent["MessageId"]] = delivery
+
+    def _release_held(self) -> None:
+        """Send every held-back delivery whose moment has come, in the order of their moments."""
+        now = self._clock.now()
+        while self._held and self._held[0][0] <= now:
+            self._send_now(heapq.heappop(self._held)[2])
+
+    def parked(self) -> list[Delivery]:
+        """What the DLQ holds, read and left there (each read hides it for the DLQ's visibility timeout)."""
+        return [self.sent[message["MessageId"]] for message in self._read_dead_letters(delete=False)]
 
     def redrive(self) -> None:
         """Move everything parked in the DLQ back to the queue (a message move task), then run until quiet."""
-        assert self.queue.dead_letter is not None
-        parked = self.queue.dead_letter.take_all()
-        self.redriven_healthy = sum(not message.poison for message in parked)
+        parked = [self.sent[message["MessageId"]] for message in self._read_dead_letters(delete=True)]
+        self.redriven_healthy = sum(not delivery.poison for delivery in parked)
         self.applied_before_redrive = len(self.design.log.projections)
-        self.run_phase("DLQ redrive", [Delivery(m.body, m.subject, m.poison) for m in parked])
+        self.run_phase("DLQ redrive", parked)
+
+    def _read_dead_letters(self, delete: bool) -> list[Any]:
+        messages: list[Any] = []
+        while received := self._sqs.receive_message(
+            QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", []):
+            messages += received
+            if delete:
+                self._sqs.delete_message_batch(
+                    QueueUrl=self.dead_letter_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)],
+                )
+        return messages
+
+    def _dead_letter_depth(self) -> int:
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.dead_letter_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def _until_quiet(self) -> None:
+        """The event source invokes as soon as a message is visible; in between the clock jumps to whatever
+        comes next: a message visible again, a held-back delivery, a reconciler tick."""
         deadline = self._clock.now() + QUIET_LIMIT.total_seconds()
-        parked_before = self.queue.moved_to_dead_letter
+        parked_before = self._dead_letter_depth()
         while True:
             if self.schedule is not None:
                 republished = self.schedule.run_due()
                 self._phase.republished += len(republished)
                 self._send(republished)
-            if self._clock.now() > deadline:
+            self._release_held()
+            now = self._clock.now()
+            if now > deadline:
                 raise RuntimeError(f"{self.design.name}: the consumer queue did not go quiet in {QUIET_LIMIT}")
-            batch = self.queue.receive(self._mapping.batch_size)
-            if not batch:
-                tick = self.schedule.pending() if self.schedule is not None else None
-                upcoming = [moment for moment in (self.queue.next_visible_at(), tick) if moment is not None]
-                if not upcoming:
-                    break
-                self._clock.advance_to(min(upcoming))
+            due = self.poller.next_batch_at(whole_window=False)
+            if due is not None and due <= now:
+                self.poller.poll()
                 continue
-            pairs = [
-                message
-                for message in batch
-                if message.receive_count + 1 <= self._last_faulty_receive
-                and self._plan.occurs(Fault.CONCURRENT_CONSUMERS, message.subject)
-            ]
-            alone = [message for message in batch if message not in pairs]
-            if alone:
-                self._settle(alone, self._invoke(alone))
-            for message in pairs:
-                self._concurrently(message)
-            self._clock.advance(INVOCATION_SECONDS)
-        self._phase.parked = self.queue.moved_to_dead_letter - parked_before
+            tick = self.schedule.pending() if self.schedule is not None else None
+            held = self._held[0][0] if self._held else None
+            upcoming = [moment for moment in (due, tick, held) if moment is not None]
+            if not upcoming:
+                break
+            self._clock.advance_to(min(upcoming))
+        self._phase.parked = self._dead_letter_depth() - parked_before
 
-    def _invoke(self, messages: list[SimMessage], gate: Turnstile | None = None) -> set[str]:
-        """One invocation of the function with these messages; the ids of those that must stay on the queue."""
+    def _around_invoke(self, event: dict[str, Any], invoke: Invoke) -> dict[str, Any]:
+        """One batch as Lambda hands it over, under the faults: the records one consumer alone has go to the
+        function in one invocation; each record two consumers have at once goes to the function and to the
+        design's second instance on threads of their own. The answer merges their partial batch responses."""
+        records: list[dict[str, Any]] = event["Records"]
+        self._receives = {r["messageId"]: int(r["attributes"]["ApproximateReceiveCount"]) for r in records}
+        pairs = [
+            record
+            for record in records
+            if self._receives[record["messageId"]] + 1 <= self._last_faulty_receive
+            and self._plan.occurs(Fault.CONCURRENT_CONSUMERS, self._subject(record))
+        ]
+        alone = [record for record in records if record not in pairs]
+        failed: set[str] = set()
+        if alone:
+            failed |= self._invoke(alone, invoke)
+        for record in pairs:
+            failed |= self._concurrently(record, invoke)
+        self._clock.advance(INVOCATION_SECONDS)
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failed)]}
+
+    def _subject(self, record: dict[str, Any]) -> str:
+        return self.sent[record["messageId"]].subject
+
+    def _invoke(self, records: list[dict[str, Any]], invoke: Invoke, gate: Turnstile | None = None) -> set[str]:
+        """One invocation of the function with these records; the ids of those that must stay on the queue."""
         steps = self.design.primary_steps
         steps.gate = gate
-        steps.faults_allowed = all(m.receive_count <= self._last_faulty_receive for m in messages)
-        ids = [message.message_id for message in messages]
+        steps.faults_allowed = all(self._receives[r["messageId"]] <= self._last_faulty_receive for r in records)
+        ids = [record["messageId"] for record in records]
         with self._lock:
-            self._phase.deliveries += len(messages)
+            self._phase.deliveries += len(records)
         try:
-            event = {"Records": [self._record(message) for message in messages]}
-            response = self._function.invoke(event, handler=self._handler)
-        except Crash:
+            response = invoke({"Records": records})
+        except Crash:  # a killed invocation: Lambda retries the whole batch
             with self._lock:
                 self._phase.crashed_invocations += 1
             return set(ids)
@@ -223,21 +300,18 @@ class ConsumerRun:
             return set(ids)
         finally:
             steps.gate = None
-        return self._failed_ids(response, ids)
+        return failed_ids(response, ids, self.poller.mapping.report_batch_item_failures)
 
-    def _settle(self, messages: list[SimMessage], failed: set[str]) -> None:
-        """Lambda's side of a partial batch response: delete what succeeded, unless the delete is lost."""
-        for message in messages:
-            if message.message_id in failed:
-                continue
-            if message.receive_count <= self._last_faulty_receive and self._plan.occurs(
-                Fault.NOT_DELETED, message.subject
-            ):
-                self._phase.not_deleted += 1
-                continue
-            self.queue.delete(message)
+    def _settles(self, record: dict[str, Any]) -> bool:
+        """Lambda's delete of a message the function processed, unless the fault plan loses it."""
+        if self._receives.get(record["messageId"], 0) <= self._last_faulty_receive and self._plan.occurs(
+            Fault.NOT_DELETED, self._subject(record)
+        ):
+            self._phase.not_deleted += 1
+            return False
+        return True
 
-    def _concurrently(self, message: SimMessage) -> None:
+    def _concurrently(self, record: dict[str, Any], invoke: Invoke) -> set[str]:
         """Two consumers with one message at once: the handler with it, and the design's second instance.
 
         One message received twice (its visibility timeout ran out under the first consumer, or SQS handed it
@@ -246,12 +320,14 @@ class ConsumerRun:
         """
         self._phase.concurrent_pairs += 1
         gate = Turnstile()
-        self.queue.receive_again(message)
+        message_id = record["messageId"]
+        receive_again(self.poller.mapping.queue_arn, message_id)
+        self._receives[message_id] += 1
         second_deletes: list[bool] = []
 
         def primary() -> None:
             try:
-                self._invoke([message], gate)  # its receipt handle is stale: it cannot delete the message
+                self._invoke([record], invoke, gate)  # its receipt handle is stale: it cannot delete the message
             except BaseException as error:  # a harness fault: reported, never left in a thread
                 self.unhandled.append(f"primary consumer: {error!r}")
             finally:
@@ -259,7 +335,7 @@ class ConsumerRun:
 
         def second() -> None:
             try:
-                second_deletes.append(self._second_consumer(message, gate))
+                second_deletes.append(self._second_consumer(record, gate))
             except BaseException as error:  # a harness fault: reported, never left in a thread
                 self.unhandled.append(f"second consumer: {error!r}")
             finally:
@@ -271,17 +347,17 @@ class ConsumerRun:
         for thread in threads:
             thread.join()
         if gate.timed_out:
-            self.unhandled.append(f"the turnstile of {message.subject} timed out")
-        self._settle([message], set() if second_deletes == [True] else {message.message_id})
+            self.unhandled.append(f"the turnstile of {self._subject(record)} timed out")
+        return set() if second_deletes == [True] else {message_id}
 
-    def _second_consumer(self, message: SimMessage, gate: Turnstile) -> bool:
+    def _second_consumer(self, record: dict[str, Any], gate: Turnstile) -> bool:
         """The second consumer: parse and handle the message at record level; True when it would delete it."""
         steps = self.design.second_steps
         steps.gate = gate
         with self._lock:
             self._phase.deliveries += 1
         try:
-            self._second.handle(parse_message(message.body))
+            self._second.handle(parse_message(record["body"]))
         except Crash:
             with self._lock:
                 self._phase.crashed_invocations += 1
@@ -292,9 +368,3 @@ class ConsumerRun:
         finally:
             steps.gate = None
         return True
-
-    def _failed_ids(self, response: Any, ids: list[str]) -> set[str]:
-        return failed_ids(response, ids, self._mapping.report_batch_item_failures)
-
-    def _record(self, message: SimMessage) -> dict[str, Any]:
-        return lambda_record(message, self._mapping.queue_arn)

@@ -4,12 +4,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from local.chaos.bus_faults import key_of
+from local.chaos.bus_faults import Delivery, key_of
 from local.chaos.downstream import ConsumerRun
 from local.chaos.downstream import DesignUnderTest as Design
 from local.chaos.reconcile import ReconcileRuns
 from local.chaos.report import EffectMetrics, HopRow
-from local.chaos.simqueue import SimMessage
 from local.chaos.upstream import Upstream
 from local.workload.invariants import Check, ledger_fares
 from ops.aws import Tables
@@ -56,7 +55,7 @@ class Tally:
     writes: Counter[tuple[str, int]]
     """Projection writes per outbox record (rideId, version)."""
     before_redrive: set[tuple[str, int]]
-    parked: list[SimMessage]
+    parked: list[Delivery]
     parked_keys: set[tuple[str, int]]
     """The outbox records of the ride events parked in the DLQ."""
     extra_charges: int
@@ -64,7 +63,7 @@ class Tally:
     order_violations: int
 
     @classmethod
-    def of(cls, design: Design, run: ConsumerRun, parked: list[SimMessage]) -> "Tally":
+    def of(cls, design: Design, run: ConsumerRun, parked: list[Delivery]) -> "Tally":
         log = design.log
         writes = Counter(log.projections)
         charges = Counter((ride_id, version) for ride_id, version, _ in log.charges)
@@ -93,7 +92,7 @@ def order_violations(applications: list[tuple[str, int]]) -> int:
 def design_checks(
     design: Design,
     upstream: Upstream,
-    parked: list[SimMessage],
+    parked: list[Delivery],
     run: ConsumerRun,
     client: "DynamoDBClient",
     reconciles: ReconcileRuns,

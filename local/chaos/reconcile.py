@@ -18,7 +18,7 @@ from local.aws.transport import Transport
 from local.chaos.bus_faults import Capture, Delivery
 from local.chaos.plan import FaultPlan
 from local.chaos.seams import scheduled_handler
-from local.chaos.simqueue import SimClock
+from local.emulators.clock import SimulatedClock
 from rideonce.dal.reconciler import EventPublisher, OutboxReader, ProjectionReader
 from rideonce.services.reconciler import Reconciler
 from rideonce.settings import ReconcilerSettings
@@ -70,7 +70,7 @@ class ReconcilerSchedule:
         reconciler: Reconciler,
         period: timedelta,
         grace: timedelta,
-        clock: SimClock,
+        clock: SimulatedClock,
         last_commit_at: float,
         drain: Callable[[], list[Delivery]],
         rule_arn: str,
@@ -111,7 +111,7 @@ def reconciler_schedule(
     last_commit_at: float,
     plan: FaultPlan,
     transport: Transport,
-    clock: SimClock,
+    clock: SimulatedClock,
 ) -> ReconcilerSchedule:
     """The template's ReconcilerFunction, period and grace, judging this design's projection table."""
     stack = local.stack

@@ -7,9 +7,10 @@ A run, for one seed (local/chaos/plan.py decides every fault from it):
    through the API handler under the client and API faults (api_faults.py), the Pipe emulator under the
    relay's (relay_faults.py), the bus to the consumer queue under the rule's, poison and an archive replay
    (bus_faults.py); everything that reaches the consumer queue is captured.
-2. Downstream, once per design, on fresh consumer tables (design_run.py): the captured messages go through
-   an SQS queue emulated in simulated time (simqueue.py) to the ConsumerFunction's Lambda handler, unchanged,
-   given the design as its consumer (downstream.py). The design's steps carry the crash points
+2. Downstream, once per design, on fresh consumer tables and fresh copies of the consumer queue and its DLQ
+   (design_run.py): the captured messages go through moto's queue, in simulated time (a clock moto's SQS
+   reads), and the SQS event source emulator to the ConsumerFunction's Lambda handler, unchanged, given
+   the design as its consumer (downstream.py). The design's steps carry the crash points
    (consumer_faults.py); the same schedule decides redeliveries, two consumers of one message, messages held
    back and crashes for every design. The archive replay arrives with the consumer's clock six hours ahead.
    Meanwhile the ReconcilerFunction runs on its schedule in the consumer's simulated time, which starts at

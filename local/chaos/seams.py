@@ -12,8 +12,10 @@ patches no module of the code under test. The injector modules import their seam
 - bus -> queue: the consumer queue itself, drained by `Capture`: deliveries doubled, poison bodies and an
   archive replay (bus_faults.py).
 - queue -> consumer: `batch_handler(record_handler, processor)` and `handle_record(record, consumer,
-  visibility)` with a `RecordConsumer` (rideonce/handlers/consumer.py): `FaultedConsumer`, the simulated
-  queue's visibility and a `FailureCounter` (consumer_faults.py, downstream.py); and each design's
+  visibility)` with a `RecordConsumer` (rideonce/handlers/consumer.py): `FaultedConsumer`, an SQS
+  client on moto's queue for the visibility and a `FailureCounter` (consumer_faults.py, downstream.py); the
+  SQS event source's `around_invoke` and `settles` hooks (local/emulators/event_source.py): two consumers
+  of one message, crashed invocations and lost deletes (downstream.py); and each design's
   `Steps` (local/designs/steps.py): `ChaosSteps` (consumer_faults.py).
 - the reconciler: `scheduled_handler(reconciler)` (rideonce/handlers/reconciler.py): the reconciler on a
   design's projection table (reconcile.py).

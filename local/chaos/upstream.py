@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from local.aws.moto_patches import epoch_seconds
+from local.aws.moto_patches import clock_installed, epoch_seconds
 from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.aws.transport import Transport
@@ -25,6 +25,7 @@ from local.chaos.plan import FAULTS, Fault, FaultPlan, Hop
 from local.chaos.relay_faults import FaultyEventBridge, RelayFaults
 from local.chaos.report import HopRow
 from local.chaos.seams import PipeRunner
+from local.emulators.clock import SimulatedClock
 from local.emulators.pipes.config import pipe_configs
 from local.emulators.pipes.state import PipeStats
 from local.workload.invariants import Check, outbox_matches_ledger
@@ -145,8 +146,12 @@ def run_upstream(
     poison = PoisonFeed(local.stack, plan, round(rides * CHANGES_PER_RIDE), transport)
     live: list[Delivery] = []
     replay: list[Delivery] = []
-    relay = _relay(local, plan, rides, transport, poison)
-    _drive(relay, poison, live, say)
+    # The Pipes' clock, which moto's stream stamps and SQS read meanwhile: the Pipes' batching windows and
+    # retry backoffs pass in it at once, and record ages are measured in the time that stamped them.
+    clock = SimulatedClock(begun)
+    relay = _relay(local, plan, rides, transport, poison, clock)
+    with clock_installed(clock):
+        _drive(relay, poison, live, say)
     ledger = relay.traffic.ledger
     plan.injected(Fault.POISON_OUTBOX_ITEM, poison.items)
     plan.injected(Fault.POISON_MESSAGE, len(poison.subjects))
@@ -191,7 +196,9 @@ def run_upstream(
     )
 
 
-def _relay(local: LocalStack, plan: FaultPlan, rides: int, transport: Transport, poison: PoisonFeed) -> Relay:
+def _relay(
+    local: LocalStack, plan: FaultPlan, rides: int, transport: Transport, poison: PoisonFeed, clock: SimulatedClock
+) -> Relay:
     """The API function over two clients' faulty services, the riders, the Pipes, the bus and the capture."""
     stack = local.stack
     settings = api_handler.settings()
@@ -207,7 +214,7 @@ def _relay(local: LocalStack, plan: FaultPlan, rides: int, transport: Transport,
             streams=cast("DynamoDBStreamsClient", faulty.streams),
             events=cast("EventBridgeClient", bus),
             sqs=transport.sqs(),
-            time_scale=0.0,
+            clock=clock,
             around_delivery=faulty.around_delivery,
         )
         for config, faulty in zip(pipe_configs(stack), faults, strict=True)

@@ -96,8 +96,7 @@ def visibility_moments(queue_arn: str) -> list[float]:
     read from moto's backend in the clock moto was given. moto shows a message once the time is past
     its visibility timeout (hence the millisecond added) and from the end of its delay.
     """
-    _, _, _, region, account, name = queue_arn.split(":")
-    queue = sqs_backends[account][region].get_queue(name)
+    queue = _queue(queue_arn)
     with REQUEST_LOCK:
         return [
             max(
@@ -107,6 +106,31 @@ def visibility_moments(queue_arn: str) -> list[float]:
             )
             for message in queue._messages
         ]
+
+
+def receive_again(queue_arn: str, message_id: str) -> str:
+    """A message already received is received once more, as a second consumer may receive it; its new receipt handle.
+
+    SQS may hand one message to two receivers, or to another once its visibility timeout ran out under the
+    first; the second receive counts towards maxReceiveCount, starts a new visibility timeout and gives a
+    new receipt handle, with which alone SQS promises to delete the message
+    (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/working-with-visibility-timeouts.html,
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html).
+    Done in moto's backend, as its ReceiveMessage marks a message received, on the clock moto was given.
+    """
+    queue = _queue(queue_arn)
+    with REQUEST_LOCK:
+        message = next((message for message in queue._messages if message.id == message_id), None)
+        if message is None:
+            raise KeyError(f"no message {message_id} on {queue_arn}")
+        message.mark_received(visibility_timeout=queue.visibility_timeout)
+        queue.pending_messages.add(message)
+        return str(message.receipt_handle)
+
+
+def _queue(queue_arn: str) -> Any:
+    _, _, _, region, account, name = queue_arn.split(":")
+    return sqs_backends[account][region].get_queue(name)
 
 
 Invoke = Callable[[dict[str, Any]], Any]

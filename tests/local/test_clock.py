@@ -19,7 +19,7 @@ from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.emulators.clock import SimulatedClock, WallClock
-from local.emulators.event_source import SqsPoller, sqs_mappings
+from local.emulators.event_source import SqsPoller, receive_again, sqs_mappings
 from local.emulators.pipeline import Pipeline
 from tests.support.consumer import ConsumerHarness, envelope, lifecycle
 
@@ -119,6 +119,33 @@ def test_the_dlq_receives_a_message_after_max_receive_count_receives(
     assert last == []
     assert [m["Body"] for m in receive(dlq)] == ["poison"]
     assert time.monotonic() - started < 5
+
+
+def test_a_second_receive_counts_towards_the_dlq_and_restarts_the_visibility_timeout(
+    stack: Stack, clock: SimulatedClock, queues: dict[str, str]
+) -> None:
+    # Given a message received once, and received again (by a second consumer) 60 s later
+    url = queues["RideEventsQueue"]
+    props = stack.properties("RideEventsQueue")
+    max_receives, timeout = int(props["RedrivePolicy"]["maxReceiveCount"]), int(props["VisibilityTimeout"])
+    sent = boto3.client("sqs").send_message(QueueUrl=url, MessageBody="twice")
+    (first,) = receive(url)
+    clock.advance(60)
+    handle = receive_again(stack.get_att("RideEventsQueue", "Arn"), sent["MessageId"])
+    # Then it has a new receipt handle, stays hidden for a whole timeout from the second receive
+    assert handle != first["ReceiptHandle"]
+    clock.advance(timeout - 30)
+    assert receive(url) == []
+    clock.advance(30.01)
+    counts = [m["Attributes"]["ApproximateReceiveCount"] for m in receive(url)]
+    # And each receive after counts from 2: maxReceiveCount receives in all, the second one's included
+    for _ in range(max_receives - 3):
+        clock.advance(timeout + 0.01)
+        counts += [m["Attributes"]["ApproximateReceiveCount"] for m in receive(url)]
+    clock.advance(timeout + 0.01)
+    assert counts == [str(count) for count in range(3, max_receives + 1)]
+    assert receive(url) == []
+    assert [m["MessageId"] for m in receive(queues["ConsumerDeadLetterQueue"])] == [sent["MessageId"]]
 
 
 def test_a_long_poll_on_a_simulated_clock_is_refused_not_hung(clock: SimulatedClock, queues: dict[str, str]) -> None:

@@ -2,30 +2,39 @@
 
 And the rule the consumer side keeps: no fault on one of a message's last two receives before the DLQ,
 so a healthy message never parks by bad luck alone. That runs through `ConsumerRun` with the
-ConsumerFunction's own handler over an in-memory design: no AWS, no local stack.
+ConsumerFunction's own handler over an in-memory design, invoked by the SQS event source on a moto queue
+(in this process) on a simulated clock: no local stack.
 """
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from local.aws.functions import LocalFunction
+from local.aws.moto_patches import clock_installed
 from local.aws.template import ROOT
 from local.chaos.bus_faults import Delivery
 from local.chaos.consumer_faults import ChaosSteps, EffectLog
 from local.chaos.downstream import ConsumerRun, DesignUnderTest
 from local.chaos.gates import PRIMARY, SECOND
 from local.chaos.plan import FAULTS, Fault, FaultPlan, FaultRates
-from local.chaos.simqueue import SimClock, SimQueue
 from local.designs.steps import CrashPoint, Steps
+from local.emulators.clock import SimulatedClock
 from local.emulators.event_source import SqsMapping
 from rideonce.logic.consumer import Verdict
 from rideonce.models.events import RideEvent
 from tests.support.consumer import envelope, lifecycle
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
 SUBJECTS = [f"ride#r{index}#v{version}" for index in range(200) for version in (1, 2, 3, 4)]
 MAX_RECEIVES = 5
-VISIBILITY_SECONDS = 120.0
+VISIBILITY_SECONDS = 120
 
 
 def test_the_schedule_is_a_pure_function_of_the_seed() -> None:
@@ -95,19 +104,35 @@ class InMemoryDesign:
         return Verdict.APPLY
 
 
-def consumer_run(plan: FaultPlan) -> tuple[ConsumerRun, SimQueue, EffectLog]:
-    """The ConsumerFunction's handler over an in-memory design, fed from a simulated queue (no AWS)."""
+@pytest.fixture
+def clock() -> Iterator[SimulatedClock]:
+    """moto's SQS in this process, on a simulated clock."""
+    simulated = SimulatedClock(1_700_000_000.0)
+    with mock_aws(), clock_installed(simulated):
+        yield simulated
+
+
+def consumer_run(clock: SimulatedClock, plan: FaultPlan) -> tuple[ConsumerRun, EffectLog]:
+    """The ConsumerFunction's handler over an in-memory design, fed from a moto queue with a DLQ after MAX_RECEIVES."""
     log = EffectLog()
     steps = ChaosSteps(plan, log, PRIMARY), ChaosSteps(plan, log, SECOND)
     design = DesignUnderTest(
         "in-memory", InMemoryDesign(steps[0]), InMemoryDesign(steps[1]), *steps, "", "", log, frozenset()
     )
-    clock = SimClock(1_700_000_000.0)
-    dead_letter = SimQueue(clock, 0, 0, None)
-    queue = SimQueue(clock, VISIBILITY_SECONDS, MAX_RECEIVES, dead_letter)
+    sqs: SQSClient = boto3.client("sqs", region_name="us-east-1")
+    dead_letter = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dead_letter), "maxReceiveCount": MAX_RECEIVES}
+    queue = sqs.create_queue(
+        QueueName="q",
+        Attributes={"VisibilityTimeout": str(VISIBILITY_SECONDS), "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
     function = LocalFunction("ConsumerFunction", "rideonce.handlers.consumer.handler", {}, 20, 256, ROOT / "functions")
-    mapping = SqsMapping("ConsumerFunction", "RideEventsQueue", "arn:aws:sqs:us-east-1:123456789012:q", 10, 0, True)
-    return ConsumerRun(design, plan, clock, function, mapping, queue), dead_letter, log
+    mapping = SqsMapping("ConsumerFunction", "RideEventsQueue", queue_arn(sqs, queue), 10, 0, True)
+    return ConsumerRun(design, plan, clock, function, mapping, sqs, (queue, dead_letter)), log
+
+
+def queue_arn(sqs: "SQSClient", url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
 def only(fault: Fault) -> FaultPlan:
@@ -128,23 +153,25 @@ def one_event() -> Delivery:
         (Fault.CRASH_BEFORE_DELETE, lambda phase: phase.crashed_invocations),
     ],
 )
-def test_no_fault_fires_on_a_messages_last_two_receives(fault: Fault, counted: Callable[..., int]) -> None:
+def test_no_fault_fires_on_a_messages_last_two_receives(
+    clock: SimulatedClock, fault: Fault, counted: Callable[..., int]
+) -> None:
     # Given a queue with maxReceiveCount 5 and a fault that fires whenever it may
-    run, dead_letter, log = consumer_run(only(fault))
+    run, log = consumer_run(clock, only(fault))
     # When one healthy message goes through until the queue is quiet
     run.run_phase("live", [one_event()])
     phase = run.phases["live"]
     # Then the fault hit its first three receives, the fourth went through, and nothing parked
     assert (counted(phase), phase.deliveries, phase.parked) == (3, 4, 0)
-    assert len(dead_letter) == 0
-    assert len(run.queue) == 0
+    assert run.parked() == []
+    assert run.poller.next_visible_at() is None
     assert log.projections == [("ride-1", 1)]
     assert run.unhandled == []
 
 
-def test_a_crash_after_the_effect_leaves_it_applied_once() -> None:
+def test_a_crash_after_the_effect_leaves_it_applied_once(clock: SimulatedClock) -> None:
     # Given a crash after the effect on every delivery it may hit
-    run, _, log = consumer_run(only(Fault.CRASH_AFTER_EFFECT))
+    run, log = consumer_run(clock, only(Fault.CRASH_AFTER_EFFECT))
     # When the message is redelivered until it goes
     run.run_phase("live", [one_event()])
     # Then the invocation that applied it died, and the redelivery was dropped as a duplicate
