@@ -30,13 +30,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
-from unittest import mock
 
 import boto3
 from rich.console import Console
 from rich.table import Table
 
-from local.aws.functions import LocalFunction, send_output_to
+from local.aws.functions import Handler, LocalFunction, send_output_to
 from local.aws.stack import STATE_DIR, LocalStack
 from local.aws.template import Stack
 from local.designs.powertools import POWERTOOLS_KEY_ATTRIBUTE, PowertoolsIdempotencyConsumer
@@ -72,12 +71,13 @@ EXCLUDED = (
     "free tiers and volume discounts",
 )
 
-Design = Callable[[LocalStack], ExitStack]
+Design = Callable[[LocalStack], Handler | None]
+"""The ConsumerFunction's handler a design runs behind (None: the deployed one)."""
 
 
-def no_change(local: LocalStack) -> ExitStack:
+def no_change(local: LocalStack) -> Handler | None:
     """rideonce: the ConsumerFunction exactly as the template deploys it."""
-    return ExitStack()
+    return None
 
 
 def powertools_consumer(client: "DynamoDBClient", stack: Stack) -> PowertoolsIdempotencyConsumer:
@@ -103,26 +103,26 @@ def powertools_consumer(client: "DynamoDBClient", stack: Stack) -> PowertoolsIde
     )
 
 
-def powertools(local: LocalStack) -> ExitStack:
-    """The Powertools-idempotency design behind the same handler: its `consumer()` returns it instead."""
+def powertools(local: LocalStack) -> Handler | None:
+    """The Powertools-idempotency design behind the same handler, built from the handler's own factories."""
     design = powertools_consumer(boto3.client("dynamodb"), local.stack)
     function = local.functions["ConsumerFunction"]
     function.handler()  # imported as Lambda imports it, so the module below is the one invoked
     module = importlib.import_module(function.handler_path.rpartition(".")[0])
-    patches = ExitStack()
-    patches.enter_context(mock.patch.object(module, "consumer", return_value=design))
-    return patches
+    return cast(
+        "Handler", module.batch_handler(lambda record: module.handle_record(record, lambda: design, module.visibility))
+    )
 
 
 CONSUMERS: dict[str, Design] = {RIDEONCE: no_change, POWERTOOLS: powertools}
 
 
-def seeded_ride_ids(local: LocalStack, seed: int) -> ExitStack:
-    """The API's ride ids drawn from the seed, so both designs see the very same rides and requests.
+def seeded_api(local: LocalStack, seed: int) -> Handler:
+    """The ApiFunction's handler with ride ids drawn from the seed, so both designs see the very same rides.
 
     The riders pick their next ride among the open ones by id: random ids would send each design's run
-    down another path. The ApiFunction's `service()` is built as the handler builds it, with the
-    RideService's `make_id` seam given a seeded generator.
+    down another path. The RideService is built as the handler builds it, with its `make_id` seam given a
+    seeded generator, and handed to the handler's own factory, `api_handler`.
     """
     function = local.functions["ApiFunction"]
     function.handler()
@@ -136,9 +136,7 @@ def seeded_ride_ids(local: LocalStack, seed: int) -> ExitStack:
         config,
         make_id=lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
     )
-    patches = ExitStack()
-    patches.enter_context(mock.patch.object(module, "service", return_value=service))
-    return patches
+    return cast("Handler", module.api_handler(lambda: service))
 
 
 @contextmanager
@@ -172,11 +170,13 @@ def run(design: str, rides: int, seed: int, retry_rate: float, console: Console)
         local = LocalStack.start(outputs_file=None)
         try:
             invocations = Invocations()
+            consumer = CONSUMERS[design](local)
             for name, function in list(local.functions.items()):
                 function.handler()  # imported before the run, as Lambda's init phase would, in every run alike
-                local.functions[name] = MeteredFunction.of(function, invocations)
-            with CONSUMERS[design](local), seeded_ride_ids(local, seed), logs_counted(logs):
-                api = ApiCaller(local.stack, local.functions["ApiFunction"])
+                built = consumer if name == "ConsumerFunction" else None
+                local.functions[name] = MeteredFunction.of(function, invocations, built)
+            with logs_counted(logs):
+                api = ApiCaller(local.stack, local.functions["ApiFunction"], handler=seeded_api(local, seed))
                 traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
                 with Pipeline(local, WallClock(0.01)) as pipeline:
                     meter.recording = True

@@ -27,12 +27,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
-from unittest import mock
 
 import boto3
 from botocore.exceptions import ClientError
@@ -40,7 +39,7 @@ from moto import mock_aws
 
 from local.aws import moto_patches
 from local.aws.dynamodb import create_table_like, create_tables
-from local.aws.functions import LocalFunction, cold_start, export_environment, functions, send_output_to
+from local.aws.functions import Handler, LocalFunction, cold_start, export_environment, functions, send_output_to
 from local.aws.messaging import create_messaging
 from local.aws.moto_patches import clock_installed
 from local.aws.stack import LOCAL_CREDENTIALS
@@ -195,10 +194,11 @@ class Simulation:
             self._sqs,
             stack.ref(mapping.queue_logical_id),
             mapping,
-            self._function.invoke,
+            lambda event: self._function.invoke(event, handler=self._handler),
             clock=clock,
             around_invoke=self._timed,
         )
+        self._handler: Handler | None = None
         self._dead_letter_url = stack.ref("ConsumerDeadLetterQueue")
         self._mode = mode
         self._deliveries = deliveries
@@ -209,24 +209,23 @@ class Simulation:
 
     @contextmanager
     def installed(self, tables: tuple[str, str, str]) -> Iterator[None]:
-        """The handler's `consumer()` on fresh tables with the simulated clock. With HONOURED the function's own
-        SQS client shortens the visibility on moto's queue; with IGNORED its `visibility()` is refused, so
-        the queue's timeout applies."""
+        """The function's handler, from its own factories, over a consumer on fresh tables with the simulated
+        clock. With HONOURED the function's own SQS client shortens the visibility on moto's queue; with
+        IGNORED the visibility it is given refuses, so the queue's timeout applies."""
         ttl = int(self._stack.function_environment("ConsumerFunction")["PROCESSED_KEY_TTL_SECONDS"])
         store = EffectStore(boto3.client("dynamodb"), *tables)
         consumer = RideEventConsumer(store, ttl, clock=self._clock.utc_now)
 
-        def the_consumer() -> RideEventConsumer:
-            return consumer
-
         def refused() -> MessageVisibility:
             return MessageVisibility(cast("SQSClient", RefusedVisibilityChanges()))
 
-        with ExitStack() as patches:
-            patches.enter_context(mock.patch.object(self._module, "consumer", the_consumer))
-            if self._mode == IGNORED:
-                patches.enter_context(mock.patch.object(self._module, "visibility", refused))
+        module = self._module
+        visibility = refused if self._mode == IGNORED else module.visibility
+        self._handler = module.batch_handler(lambda record: module.handle_record(record, lambda: consumer, visibility))
+        try:
             yield
+        finally:
+            self._handler = None
 
     def _timed(self, event: dict[str, Any], invoke: Invoke) -> Any:
         """An invocation takes INVOCATION_SECONDS of the clock; its messages are deleted after it."""

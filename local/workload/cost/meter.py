@@ -207,9 +207,11 @@ class MeteredFunction(LocalFunction):
     """A template function whose every invocation is timed and marked as the caller of what it does."""
 
     invocations: Invocations = field(default_factory=Invocations, compare=False)
+    built: Handler | None = field(default=None, compare=False)
+    """A handler built from the function's own factories, run instead of the deployed one when given."""
 
     @classmethod
-    def of(cls, function: LocalFunction, invocations: Invocations) -> "MeteredFunction":
+    def of(cls, function: LocalFunction, invocations: Invocations, built: Handler | None = None) -> "MeteredFunction":
         return cls(
             logical_id=function.logical_id,
             handler_path=function.handler_path,
@@ -218,13 +220,14 @@ class MeteredFunction(LocalFunction):
             memory_mb=function.memory_mb,
             code_dir=function.code_dir,
             invocations=invocations,
+            built=built,
         )
 
     def invoke(self, event: Any, handler: Handler | None = None) -> Any:
         token = _current_function.set(self.logical_id)
         started = time.perf_counter()
         try:
-            return super().invoke(event, handler)
+            return super().invoke(event, handler or self.built)
         finally:
             self.invocations.add(self.logical_id, time.perf_counter() - started)
             _current_function.reset(token)
