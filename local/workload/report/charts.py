@@ -37,12 +37,7 @@ def hop_flow(hops: Sequence[HopRow]) -> str:
         "duplicates dropped": [hop.duplicates_dropped for hop in hops],
         "to DLQ": [hop.to_dead_letter for hop in hops],
     }
-    with _style():
-        figure = Figure(figsize=(11, 1.0 + 0.62 * len(hops)), layout="constrained")
-        axes = figure.add_subplot()
-        _grouped_bars(axes, labels, series)
-        axes.set_xlabel("messages, records or requests")
-        return _svg(figure)
+    return _bar_chart(labels, series, height=1.0 + 0.62 * len(hops), xlabel="messages, records or requests")
 
 
 def design_effects(designs: Sequence[DesignRow]) -> str:
@@ -54,11 +49,16 @@ def design_effects(designs: Sequence[DesignRow]) -> str:
         "order violations": [row.order_violations for row in designs],
         "parked in the DLQ": [row.parked for row in designs],
     }
+    return _bar_chart(labels, series, height=1.1 + 0.9 * len(designs), xlabel="events (0 is the promise)")
+
+
+def _bar_chart(labels: list[str], series: dict[str, list[int]], height: float, xlabel: str) -> str:
+    """One figure of grouped horizontal bars, as SVG: the shape both bar charts share."""
     with _style():
-        figure = Figure(figsize=(11, 1.1 + 0.9 * len(designs)), layout="constrained")
+        figure = Figure(figsize=(11, height), layout="constrained")
         axes = figure.add_subplot()
         _grouped_bars(axes, labels, series)
-        axes.set_xlabel("events (0 is the promise)")
+        axes.set_xlabel(xlabel)
         return _svg(figure)
 
 
