@@ -9,22 +9,11 @@ import boto3
 import pytest
 
 from local.aws.functions import functions
-from local.aws.messaging import create_queues
 from local.aws.moto_patches import clock_installed
 from local.aws.template import Stack
-from local.emulators.clock import Clock, SimulatedClock, WallClock
-from local.emulators.event_source import SqsPoller, sqs_mappings
-from tests.support.consumer import ConsumerHarness, envelope, lifecycle
-
-
-def consumer_poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SqsPoller:
-    """The template's SQS event source in front of the consumer, on `clock` (moto's SQS must read it too)."""
-    ConsumerHarness(stack, monkeypatch)  # the consumer's environment
-    sqs = boto3.client("sqs")
-    urls = create_queues(sqs, stack)
-    (mapping,) = sqs_mappings(stack)
-    consumer = functions(stack)[mapping.function_logical_id]
-    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, clock=clock)
+from local.emulators.clock import SimulatedClock, WallClock
+from local.emulators.event_source import SqsPoller
+from tests.support.consumer import ConsumerHarness, consumer_poller, envelope, lifecycle
 
 
 @pytest.fixture

@@ -13,15 +13,14 @@ from typing import Any
 import boto3
 import pytest
 
-from local.aws.functions import functions
 from local.aws.messaging import create_queues
 from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.emulators.clock import SimulatedClock, WallClock
-from local.emulators.event_source import SqsPoller, receive_again, sqs_mappings
+from local.emulators.event_source import SqsPoller, receive_again
 from local.emulators.pipeline import Pipeline
-from tests.support.consumer import ConsumerHarness, envelope, lifecycle
+from tests.support.consumer import ConsumerHarness, consumer_poller, envelope, lifecycle
 
 START = 1_800_000_000.0
 
@@ -185,12 +184,7 @@ def test_a_scaled_wall_clock_runs_faster_and_sleeps_shorter() -> None:
 
 @pytest.fixture
 def poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, clock: SimulatedClock) -> SqsPoller:
-    ConsumerHarness(stack, monkeypatch)  # the consumer's environment
-    sqs = boto3.client("sqs")
-    urls = create_queues(sqs, stack)
-    (mapping,) = sqs_mappings(stack)
-    consumer = functions(stack)[mapping.function_logical_id]
-    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, clock=clock)
+    return consumer_poller(stack, monkeypatch, clock)
 
 
 def test_around_invoke_sees_each_batch_and_a_crash_there_leaves_the_batch_on_the_queue(

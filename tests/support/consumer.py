@@ -10,7 +10,11 @@ import boto3
 import pytest
 
 from local.aws.context import FakeLambdaContext
+from local.aws.functions import functions
+from local.aws.messaging import create_queues
 from local.aws.template import ACCOUNT_ID, REGION, Stack
+from local.emulators.clock import Clock
+from local.emulators.event_source import SqsPoller, sqs_mappings
 from rideonce.handlers import consumer
 from rideonce.logic import events, rides
 from rideonce.models.events import RideEvent
@@ -110,3 +114,13 @@ class ConsumerHarness:
     def processed_keys(self) -> dict[str, int]:
         items = self.ddb.scan(TableName=self.stack.name_of("ProcessedKeysTable"))["Items"]
         return {item["idempotencyKey"]["S"]: int(item["expiresAt"]["N"]) for item in items}
+
+
+def consumer_poller(stack: Stack, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SqsPoller:
+    """The template's SQS event source in front of the consumer, on `clock` (moto's SQS must read it too)."""
+    ConsumerHarness(stack, monkeypatch)  # the consumer's environment
+    sqs = boto3.client("sqs")
+    urls = create_queues(sqs, stack)
+    (mapping,) = sqs_mappings(stack)
+    consumer = functions(stack)[mapping.function_logical_id]
+    return SqsPoller(sqs, urls[mapping.queue_logical_id], mapping, consumer.invoke, clock=clock)
