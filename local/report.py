@@ -24,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     page: Path = args.page
     if args.chaos is not None:
-        finished = datetime.fromtimestamp(args.chaos.stat().st_mtime, UTC)
+        try:
+            finished = datetime.fromtimestamp(args.chaos.stat().st_mtime, UTC)
+            report = from_chaos_json(json.loads(args.chaos.read_text()), finished_at=finished)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--chaos {args.chaos}: not a file `make chaos --json` wrote ({error!r})")
         page = args.chaos.with_suffix(".html")
-        page.write_text(html.render(from_chaos_json(json.loads(args.chaos.read_text()), finished_at=finished)))
+        page.write_text(html.render(report))
     if not page.exists():
         print(f"no report page at {page}: run `make demo` first", file=sys.stderr)
         return 2

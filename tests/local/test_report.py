@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from local import report as report_command
 from local.workload.report import html, terminal
 from local.workload.report.chaos_file import from_chaos_json
 from local.workload.report.files import write
@@ -207,3 +208,20 @@ def test_chromium_draws_the_page(tmp_path: Path) -> None:
     assert len(colours) > 50
     background = max(colours)[0]
     assert background < image.size[0] * image.size[1] * 0.95
+
+
+@pytest.mark.parametrize("content", [None, "{}", "not json"])
+def test_a_chaos_file_that_is_missing_or_not_a_chaos_report_is_refused_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    # Given a path with no file, an empty JSON object, or text that is not JSON
+    chaos = tmp_path / "chaos.json"
+    if content is not None:
+        chaos.write_text(content)
+    # When the screenshot command is asked to draw it
+    with pytest.raises(SystemExit) as exit_:
+        report_command.main(["--chaos", str(chaos)])
+    # Then it stops with a usage error naming the file, and writes no page
+    assert exit_.value.code == 2
+    assert f"--chaos {chaos}: not a file `make chaos --json` wrote" in capsys.readouterr().err
+    assert not chaos.with_suffix(".html").exists()
