@@ -322,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=STATE_DIR / "cost-report.json")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (as in the README)")
     args = parser.parse_args(argv)
+    if args.rides < 1:
+        parser.error(f"--rides {args.rides}: at least one ride, or there is nothing to price per change")
+    if not 0 <= args.retry_rate < 1:
+        parser.error(f"--retry-rate {args.retry_rate}: a share from 0 up to, not including, 1")
     warnings.filterwarnings("ignore", "No application metrics to publish")
     console = Console(width=None if sys.stdout.isatty() else 200)
     bills = {design: run(design, args.rides, args.seed, args.retry_rate, console) for design in DESIGNS}

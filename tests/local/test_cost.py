@@ -160,3 +160,13 @@ def test_a_small_run_bills_both_designs_for_the_same_upstream(restore_environmen
     consumer_units = (CONSUMER, "DynamoDB write request units")
     assert 4.0 <= counted(rideonce)[consumer_units] <= 6.0
     assert 3.0 <= counted(powertools)[consumer_units] <= 4.0
+
+
+@pytest.mark.parametrize("args", [["--rides", "0"], ["--rides", "-3"], ["--retry-rate", "1"], ["--retry-rate", "-0.1"]])
+def test_make_cost_refuses_a_run_it_cannot_price(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # When make cost is given no rides or a retry share outside [0, 1)
+    with pytest.raises(SystemExit) as exit_:
+        cost.main(args)
+    # Then it stops before starting a stack, with a usage error naming the option
+    assert exit_.value.code == 2
+    assert f"{args[0]} {args[1]}" in capsys.readouterr().err
