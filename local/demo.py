@@ -92,12 +92,16 @@ def _run(
     api = ApiCaller(local.stack, local.functions["ApiFunction"])
     traffic = RideTraffic(api, rides=rides, seed=seed, retry_rate=retry_rate)
     bare = BareBaseline(local)
+    drive_started = time.perf_counter()
     segments = _drive(traffic, pipeline, bare, console)
+    end_to_end = time.perf_counter() - drive_started - bare.seconds
     before_replay = Snapshot.take(local, pipeline)
     replayed = 0
     if replay:
+        replay_started = time.perf_counter()
         replayed = _replay_archive(local, started_at - timedelta(minutes=1))
         pipeline.run_until_quiet()
+        end_to_end += time.perf_counter() - replay_started
     ttl_deleted = pipeline.ttl.sweep()
     after_replay = Snapshot.take(local, pipeline)
     hops = _hops(traffic, pipeline, before_replay, after_replay, replayed, ttl_deleted)
@@ -116,7 +120,7 @@ def _run(
             "time scale": f"{time_scale:g}",
         },
     )
-    measures = _measures(api.stats.seconds, traffic.ledger.accepted_changes, bare, segments)
+    measures = _measures(api.stats.seconds, end_to_end, traffic.ledger.accepted_changes, bare, segments)
     return _report(local, run_info, hops, traffic.ledger, after_replay, errors, measures)
 
 
@@ -216,9 +220,16 @@ def _our_design(
     )
 
 
-def _measures(api_seconds: float, changes: int, bare: BareBaseline, segments: list["Segment"]) -> list[Measure]:
-    """The API's rate, and what it costs beside the bare moto requests of the same changes."""
+def _measures(
+    api_seconds: float, end_to_end: float, changes: int, bare: BareBaseline, segments: list["Segment"]
+) -> list[Measure]:
+    """The API's rate, and what it and the whole pipeline cost beside the bare moto requests of the same changes.
+
+    `end_to_end` is the time from the first request to the last effect applied, the archive replay's
+    second delivery of every event included, less the bare requests timed in between.
+    """
     per_change = api_seconds / max(1, changes)
+    pipeline_per_change = end_to_end / max(1, changes)
     first, last = (segments[0], segments[-1]) if segments else (Segment(), Segment())
     return [
         Measure("API ride changes per second", round(changes / api_seconds, 1), "/s"),
@@ -229,6 +240,12 @@ def _measures(api_seconds: float, changes: int, bare: BareBaseline, segments: li
         Measure("API time per ride change", round(per_change * 1000, 2), "ms"),
         Measure("  its bare moto requests", round(bare.seconds_per_change * 1000, 2), "ms"),
         Measure("  ratio to bare moto", round(per_change / bare.seconds_per_change, 2), "x"),
+        Measure(
+            "end-to-end time per ride change (API to applied, replay included)",
+            round(pipeline_per_change * 1000, 2),
+            "ms",
+        ),
+        Measure("  end-to-end ratio to bare moto", round(pipeline_per_change / bare.seconds_per_change, 2), "x"),
     ]
 
 

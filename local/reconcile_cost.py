@@ -33,7 +33,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import LocalStack
 from local.aws.transport import Transport
 from local.chaos.runner import QUIET_FUNCTIONS, quiet_handlers
@@ -294,7 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         "--behind", type=float, default=DEFAULT_BEHIND, help="share of rides whose last change the projection lacks"
     )
     args = parser.parse_args(argv)
-    install_replay_fixes()
     console = Console(width=None if sys.stdout.isatty() else 160)
     say = lambda line: console.print(f"[dim]{time.strftime('%H:%M:%S')} {line}[/]")  # noqa: E731
     rows = [measure(records, args.runs, args.behind, say) for records in args.records]

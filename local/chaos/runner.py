@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from local.aws.functions import send_output_to
-from local.aws.moto_patches import install_replay_fixes
 from local.aws.stack import STATE_DIR, LocalStack
 from local.aws.transport import Transport
 from local.chaos.design_run import run_design
@@ -97,7 +96,6 @@ def run(
     if unknown:
         raise ValueError(f"unknown designs {sorted(unknown)}; choose from {', '.join(DESIGNS)}")
     started = time.perf_counter()
-    install_replay_fixes()
     local = LocalStack.start(outputs_file=None, environment_overrides=QUIET_FUNCTIONS)
     quiet = quiet_handlers()
     try:

@@ -1,5 +1,6 @@
 """The local stack's moto transactions: all-or-nothing like DynamoDB, at a cost flat in table size."""
 
+import base64
 import json
 import statistics
 import time
@@ -10,11 +11,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 
 from local.aws.dynamodb import create_table_like
+from local.aws.moto_patches import ItemJSONSerializer
 from local.aws.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
@@ -373,3 +379,81 @@ def test_a_query_compares_keys_of_its_partition_not_of_the_table(stack: Stack, m
     # table first: 2,002 key comparisons here)
     assert [item["version"]["N"] for item in answer["Items"]] == ["1", "2", "3", "4"]
     assert comparisons < 50
+
+
+_STRINGS = st.text(max_size=12)
+_NAMES = st.text(min_size=1, max_size=8)  # DynamoDB's attribute names, nested ones too, have a character or more
+_NUMBERS = st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str)
+_ATTRIBUTES = st.recursive(
+    st.one_of(
+        _STRINGS.map(lambda text: {"S": text}),
+        _NUMBERS.map(lambda number: {"N": number}),
+        st.booleans().map(lambda flag: {"BOOL": flag}),
+        st.just({"NULL": True}),
+        st.binary(max_size=8).map(lambda data: {"B": base64.b64encode(data).decode()}),
+        st.lists(_STRINGS, min_size=1, max_size=3, unique=True).map(lambda texts: {"SS": texts}),
+        st.lists(_NUMBERS, min_size=1, max_size=3, unique=True).map(lambda numbers: {"NS": numbers}),
+        st.lists(st.binary(min_size=1, max_size=4), min_size=1, max_size=2, unique=True).map(
+            lambda blobs: {"BS": [base64.b64encode(blob).decode() for blob in blobs]}
+        ),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3).map(lambda members: {"L": members}),
+        st.dictionaries(_NAMES, children, max_size=3).map(lambda members: {"M": members}),
+    ),
+    max_leaves=12,
+)
+_ITEMS = st.lists(st.dictionaries(_NAMES, _ATTRIBUTES, min_size=1, max_size=4), max_size=4)
+
+
+def serialized_by(serializer: type[JSONSerializer], service: str, operation: str, result: object) -> Any:
+    model = get_service_model(service).operation_model(operation)
+    body = serializer(operation_model=model, value_picker=XFormedAttributePicker()).serialize(result)["body"]
+    return json.loads(body)
+
+
+@given(items=_ITEMS)
+@settings(max_examples=300, deadline=None)
+def test_items_serialize_as_moto_serializes_them(items: list[dict[str, Any]]) -> None:
+    # Given a Scan's answer and a GetRecords page of the same items, binary ones among them
+    scan = {"Items": items, "Count": len(items), "ScannedCount": len(items)}
+    records = {
+        "Records": [
+            {"eventID": str(number), "eventName": "INSERT", "dynamodb": {"Keys": {}, "NewImage": item}}
+            for number, item in enumerate(items)
+        ]
+    }
+    # Then the copying serializer writes exactly what moto's own walk writes
+    for service, operation, result in (("dynamodb", "Scan", scan), ("dynamodbstreams", "GetRecords", records)):
+        assert serialized_by(ItemJSONSerializer, service, operation, result) == serialized_by(
+            JSONSerializer, service, operation, result
+        )
+
+
+def test_items_without_binary_skip_moto_s_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 100 ride-like items of 6 attributes each, counting moto's value picks
+    picks = 0
+    pick = XFormedAttributePicker.__call__
+
+    def counted(self: XFormedAttributePicker, context: Any) -> Any:
+        nonlocal picks
+        picks += 1
+        return pick(self, context)
+
+    monkeypatch.setattr(XFormedAttributePicker, "__call__", counted)
+    item = {
+        "rideId": {"S": "r"},
+        "version": {"N": "3"},
+        "fare": {"M": {"amount": {"N": "12.5"}, "currency": {"S": "EUR"}}},
+        "stops": {"L": [{"S": "a"}, {"S": "b"}]},
+        "paid": {"BOOL": False},
+        "note": {"NULL": True},
+    }
+    scan = {"Items": [item] * 100, "Count": 100, "ScannedCount": 100}
+    # When both serializers answer the Scan
+    serialized_by(JSONSerializer, "dynamodb", "Scan", scan)
+    walked, picks = picks, 0
+    serialized_by(ItemJSONSerializer, "dynamodb", "Scan", scan)
+    # Then moto's walk picked every member of every attribute value; the copy only the top-level fields
+    assert walked > 100 * 10 * 6
+    assert picks < 10
