@@ -61,6 +61,7 @@ def test_the_demo_runs_green_on_a_small_fleet(restore_environment: None, tmp_pat
     measures = {measure.name: measure.value for measure in report.measures}
     assert measures["  ratio to bare moto"] > 0
     assert measures["  end-to-end ratio to bare moto"] >= measures["  ratio to bare moto"]
+    assert measures["  replay ratio to bare moto"] > 0
 
 
 def test_resources_come_from_the_template_and_the_outputs_file_finds_them(local: LocalStack, tmp_path: Path) -> None:
