@@ -251,7 +251,7 @@ def _measures(
         Measure("  its bare moto requests", round(bare.seconds_per_change * 1000, 2), "ms"),
         Measure("  ratio to bare moto", round(per_change / bare.seconds_per_change, 2), "x"),
         Measure(
-            "end-to-end time per ride change (API to applied, replay included)",
+            "end-to-end time per ride change (first request to last effect applied)",
             round(pipeline_per_change * 1000, 2),
             "ms",
         ),
