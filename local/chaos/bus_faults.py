@@ -77,6 +77,15 @@ def subject_of(body: str) -> str:
         return f"unparseable#{uuid.uuid5(uuid.NAMESPACE_OID, body)}"
 
 
+def committed_at(body: str) -> float | None:
+    """When the change an event carries was committed (its `occurredAt`, epoch seconds); None if it has none."""
+    try:
+        occurred = json.loads(body)["detail"]["metadata"]["occurredAt"]
+        return datetime.fromisoformat(str(occurred).replace("Z", "+00:00")).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def key_of(subject: str) -> tuple[str, int] | None:
     """(rideId, version) back from an event's idempotency key `ride#<rideId>#v<version>`."""
     if not subject.startswith("ride#"):

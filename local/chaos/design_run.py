@@ -89,7 +89,7 @@ def run_design(name: str, local: LocalStack, upstream: Upstream, plan: FaultPlan
     schedule = reconciler_schedule(local, design.projection_table, upstream.last_commit_at, plan, transport, clock)
     run = ConsumerRun(design, plan, clock, function, mapping, sqs, (queue, dead_letter), schedule)
     with clock_installed(clock), powertools_on(clock.now):
-        run.run_phase("live", upstream.live)
+        run.run_phase("live", upstream.live, at_commit=True)
         clock.advance(REPLAY_CLOCK_JUMP.total_seconds())
         run.run_phase("archive replay, 6 h later", upstream.replay)
         run.redrive()

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.batch.base import FailureResponse
 from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 
 from local.aws.functions import LocalFunction
-from local.chaos.bus_faults import Delivery
+from local.chaos.bus_faults import Delivery, committed_at
 from local.chaos.consumer_faults import ChaosSteps, EffectLog, FaultedConsumer
 from local.chaos.gates import PRIMARY, SECOND, Turnstile
 from local.chaos.plan import Crash, Fault, FaultPlan
@@ -170,22 +170,29 @@ class ConsumerRun:
             if kind not in self.design.expected_failures:
                 self.unhandled.append(f"{kind}: {error}")
 
-    def run_phase(self, name: str, deliveries: list[Delivery]) -> None:
-        """Send `deliveries` (some held back), then run until the queue is empty."""
+    def run_phase(self, name: str, deliveries: list[Delivery], at_commit: bool = False) -> None:
+        """Send `deliveries` (some held back), then run until the queue is empty.
+
+        `at_commit`: each delivery reaches the queue when the change it carries was committed (by the
+        clock, which started with the upstream), as on AWS, where no event precedes its commit; otherwise
+        all at once, as a replay or a redrive sends them.
+        """
         self._phase = PhaseStats(first_effect=len(self.design.log.projections))
         self.phases[name] = self._phase
-        self._send(deliveries)
+        self._send(deliveries, at_commit)
         self._until_quiet()
 
-    def _send(self, deliveries: list[Delivery]) -> None:
-        """Onto the queue, some held back so later versions arrive first."""
+    def _send(self, deliveries: list[Delivery], at_commit: bool = False) -> None:
+        """Onto the queue, now or at their commit, some held back so later versions arrive first."""
         low, high = HOLD_SECONDS
         now = self._clock.now()
         for delivery in deliveries:
+            arrival = max(now, (committed_at(delivery.body) or now) if at_commit else now)
             if self._plan.occurs(Fault.OUT_OF_ORDER, delivery.subject):
-                delay = low + (high - low) * self._plan.draw(Fault.OUT_OF_ORDER, delivery.subject, -1)
+                arrival += low + (high - low) * self._plan.draw(Fault.OUT_OF_ORDER, delivery.subject, -1)
                 self._phase.held_back += 1
-                heapq.heappush(self._held, (now + delay, next(self._order), delivery))
+            if arrival > now:
+                heapq.heappush(self._held, (arrival, next(self._order), delivery))
             else:
                 self._send_now(delivery)
 
@@ -194,7 +201,7 @@ class ConsumerRun:
         self.sent[sent["MessageId"]] = delivery
 
     def _release_held(self) -> None:
-        """Send every held-back delivery whose moment has come, in the order of their moments."""
+        """Send every delivery whose moment has come (held back, or not yet committed), in their moments' order."""
         now = self._clock.now()
         while self._held and self._held[0][0] <= now:
             self._send_now(heapq.heappop(self._held)[2])

@@ -27,7 +27,7 @@ from local.emulators.clock import SimulatedClock
 from local.emulators.event_source import SqsMapping
 from rideonce.logic.consumer import Verdict
 from rideonce.models.events import RideEvent
-from tests.support.consumer import envelope, lifecycle
+from tests.support.consumer import T0, envelope, lifecycle
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -112,13 +112,13 @@ def clock() -> Iterator[SimulatedClock]:
         yield simulated
 
 
-def consumer_run(clock: SimulatedClock, plan: FaultPlan) -> tuple[ConsumerRun, EffectLog]:
+def consumer_run(
+    clock: SimulatedClock, plan: FaultPlan, design: Callable[[Steps], InMemoryDesign] = InMemoryDesign
+) -> tuple[ConsumerRun, EffectLog]:
     """The ConsumerFunction's handler over an in-memory design, fed from a moto queue with a DLQ after MAX_RECEIVES."""
     log = EffectLog()
     steps = ChaosSteps(plan, log, PRIMARY), ChaosSteps(plan, log, SECOND)
-    design = DesignUnderTest(
-        "in-memory", InMemoryDesign(steps[0]), InMemoryDesign(steps[1]), *steps, "", "", log, frozenset()
-    )
+    under_test = DesignUnderTest("in-memory", design(steps[0]), design(steps[1]), *steps, "", "", log, frozenset())
     sqs: SQSClient = boto3.client("sqs", region_name="us-east-1")
     dead_letter = sqs.create_queue(QueueName="dlq")["QueueUrl"]
     redrive = {"deadLetterTargetArn": queue_arn(sqs, dead_letter), "maxReceiveCount": MAX_RECEIVES}
@@ -128,7 +128,7 @@ def consumer_run(clock: SimulatedClock, plan: FaultPlan) -> tuple[ConsumerRun, E
     )["QueueUrl"]
     function = LocalFunction("ConsumerFunction", "rideonce.handlers.consumer.handler", {}, 20, 256, ROOT / "functions")
     mapping = SqsMapping("ConsumerFunction", "RideEventsQueue", queue_arn(sqs, queue), 10, 0, True)
-    return ConsumerRun(design, plan, clock, function, mapping, sqs, (queue, dead_letter)), log
+    return ConsumerRun(under_test, plan, clock, function, mapping, sqs, (queue, dead_letter)), log
 
 
 def queue_arn(sqs: "SQSClient", url: str) -> str:
@@ -178,3 +178,49 @@ def test_a_crash_after_the_effect_leaves_it_applied_once(clock: SimulatedClock) 
     phase = run.phases["live"]
     assert (phase.crashed_invocations, phase.dropped, phase.deliveries) == (1, 1, 2)
     assert log.projections == [("ride-1", 1)]
+
+
+class TimedDesign(InMemoryDesign):
+    """The in-memory design, noting the simulated moment it applies each event."""
+
+    def __init__(self, steps: Steps, clock: SimulatedClock, applied_at: dict[str, float]) -> None:
+        super().__init__(steps)
+        self._clock = clock
+        self._applied_at = applied_at
+
+    def handle(self, event: RideEvent) -> Verdict:
+        verdict = super().handle(event)
+        if verdict is Verdict.APPLY:
+            self._applied_at[event.metadata.idempotency_key] = self._clock.now()
+        return verdict
+
+
+def run_live(deliveries: list[Delivery], at_commit: bool) -> tuple[dict[str, float], EffectLog]:
+    """The live phase of `deliveries` on a simulated clock that starts at the first commit of the tests' rides."""
+    clock = SimulatedClock(T0.timestamp())
+    applied_at: dict[str, float] = {}
+    with mock_aws(), clock_installed(clock):
+        plan = FaultPlan(1, FaultRates(dict.fromkeys(Fault, 0.0)))
+        run, log = consumer_run(clock, plan, lambda steps: TimedDesign(steps, clock, applied_at))
+        run.run_phase("live", deliveries, at_commit=at_commit)
+    return applied_at, log
+
+
+def test_live_deliveries_reach_the_queue_at_their_commit() -> None:
+    # Given a ride's four events, committed over 30 minutes from the moment the clock starts, captured in reverse
+    events = lifecycle("ride-1")
+    deliveries = [Delivery(envelope(event), event.metadata.idempotency_key) for event in reversed(events)]
+    # When the live phase sends each delivery at its commit
+    applied_at, log = run_live(deliveries, at_commit=True)
+    # Then none was applied before its commit, so they were applied in version order
+    for event in events:
+        assert applied_at[event.metadata.idempotency_key] >= event.metadata.occurred_at.timestamp()
+    assert log.projections == [("ride-1", version) for version in (1, 2, 3, 4)]
+    # While sent all at once, as a replay or a redrive sends them, the later versions came before their commits
+    applied_at, _ = run_live(deliveries, at_commit=False)
+    early = [
+        e.metadata.version
+        for e in events
+        if applied_at[e.metadata.idempotency_key] < e.metadata.occurred_at.timestamp()
+    ]
+    assert early == [2, 3, 4]
