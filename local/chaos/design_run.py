@@ -1,8 +1,9 @@
 """One design's trial: fresh tables and queues, its two instances, the captured deliveries, the replay, the redrive.
 
-`run_design` is what each worker runs: the live deliveries, then the archive replay with the clock six
-hours ahead, then a redrive of the DLQ; then the design's invariants. The consumer queue and its DLQ are
-copies of the template's, one pair per design, on moto, whose SQS reads the design's simulated clock.
+`run_design` is what each worker runs: the live deliveries, each at its commit, then the archive replay
+with the clock six hours ahead, then a redrive of the DLQ; then the design's invariants. The consumer queue
+and its DLQ are copies of the template's, one pair per design, on moto, whose SQS reads the design's
+simulated clock.
 """
 
 import time
