@@ -18,6 +18,7 @@ from moto.core.serialize import JSONSerializer, XFormedAttributePicker
 from moto.core.utils import get_service_model
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.sqs.models import Message
 
 from local.aws.dynamodb import create_table_like
 from local.aws.moto_patches import ItemJSONSerializer
@@ -457,3 +458,78 @@ def test_items_without_binary_skip_moto_s_walk(monkeypatch: pytest.MonkeyPatch) 
     # Then moto's walk picked every member of every attribute value; the copy only the top-level fields
     assert walked > 100 * 10 * 6
     assert picks < 10
+
+
+def received(sqs: Any, url: str, count: int, visibility: int = 300) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    while len(messages) < count:
+        messages += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility)["Messages"]
+    return messages
+
+
+def depths(sqs: Any, url: str) -> tuple[int, int]:
+    """(visible, in flight)."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_receipt_handles_answer_as_sqs_documents(stack: Stack) -> None:
+    # Given a message received twice (its visibility ran out), so it had two receipt handles
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="handles")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    (first,) = received(sqs, url, 1, visibility=0)
+    (second,) = received(sqs, url, 1)
+    assert first["ReceiptHandle"] != second["ReceiptHandle"]
+    assert len(second["ReceiptHandle"]) == 185
+    assert second["ReceiptHandle"].isalpha()
+    assert second["ReceiptHandle"].islower()
+    # When a handle nobody was given is used
+    with pytest.raises(ClientError) as raised:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle="x" * 185, VisibilityTimeout=1)
+    # Then it is refused; the message's own handle changes its visibility, and its older one deletes it, twice
+    assert raised.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=600)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=second["ReceiptHandle"])
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "0",
+    )
+    # And a handle of a message moved to another queue is not this queue's
+    other = sqs.create_queue(QueueName="handles-other")["QueueUrl"]
+    sqs.send_message(QueueUrl=other, MessageBody="o")
+    (foreign,) = received(sqs, other, 1)
+    with pytest.raises(ClientError):
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=foreign["ReceiptHandle"], VisibilityTimeout=1)
+
+
+def test_a_receipt_handle_lookup_reads_no_handle_of_other_messages(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 2,000 messages in flight, counting how often moto reads a message's handles
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="in-flight")["QueueUrl"]
+    for start in range(0, 2_000, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"{start + i}"} for i in range(10)])
+    messages = received(sqs, url, 2_000)
+    reads = 0
+    had = Message.had_receipt_handle
+
+    def counted(self: Message, receipt_handle: str) -> bool:
+        nonlocal reads
+        reads += 1
+        return had(self, receipt_handle)
+
+    monkeypatch.setattr(Message, "had_receipt_handle", counted)
+    # When one message's visibility is changed and another is deleted
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=messages[-1]["ReceiptHandle"], VisibilityTimeout=0)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[-2]["ReceiptHandle"])
+    # Then no message's handles were scanned (moto as shipped: 2,000 for the change, 3,999 for the delete)
+    assert reads == 0
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "1",
+        "1998",
+    )
