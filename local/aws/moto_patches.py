@@ -222,6 +222,8 @@ def _receipt_handles_indexed() -> None:
         message = self._messages.pop(position)
         self.pending_messages.discard(message)
         self.deleted_messages.update(message.all_receipt_handles)  # type: ignore[arg-type]
+        for handle in message.all_receipt_handles:  # answered from deleted_messages from now on
+            _receipts.pop(handle, None)  # type: ignore[arg-type]
 
     def changing(self: SQSBackend, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
         queue = self.get_queue(queue_name)
