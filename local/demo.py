@@ -120,17 +120,9 @@ def _run(
             "time scale": f"{time_scale:g}",
         },
     )
-    measures = _measures(api.stats.seconds, end_to_end, traffic.ledger.accepted_changes, bare, segments)
-    if replayed:
-        replay_per_event = replay_seconds / replayed
-        measures += [
-            Measure(
-                "archive replay, time per replayed event (dropped as a duplicate)",
-                round(replay_per_event * 1000, 2),
-                "ms",
-            ),
-            Measure("  replay ratio to bare moto", round(replay_per_event / bare.seconds_per_change, 2), "x"),
-        ]
+    measures = _measures(
+        api.stats.seconds, end_to_end, (replayed, replay_seconds), traffic.ledger.accepted_changes, bare, segments
+    )
     return _report(local, run_info, hops, traffic.ledger, after_replay, errors, measures)
 
 
@@ -231,17 +223,22 @@ def _our_design(
 
 
 def _measures(
-    api_seconds: float, end_to_end: float, changes: int, bare: BareBaseline, segments: list["Segment"]
+    api_seconds: float,
+    end_to_end: float,
+    replay: tuple[int, float],
+    changes: int,
+    bare: BareBaseline,
+    segments: list["Segment"],
 ) -> list[Measure]:
-    """The API's rate, and what it and the whole pipeline cost beside the bare moto requests of the same changes.
+    """The API's rate, and what it, the whole pipeline and the replay cost beside the bare moto requests of a change.
 
     `end_to_end` is the time from the first request to the last effect applied (before any archive
-    replay), less the bare requests timed in between.
+    replay), less the bare requests timed in between; `replay` is (events replayed, seconds until quiet).
     """
     per_change = api_seconds / max(1, changes)
     pipeline_per_change = end_to_end / max(1, changes)
     first, last = (segments[0], segments[-1]) if segments else (Segment(), Segment())
-    return [
+    measures = [
         Measure("API ride changes per second", round(changes / api_seconds, 1), "/s"),
         Measure("  first tenth of the run", first.rate if segments else 0.0, "/s"),
         Measure("  first tenth, time per change vs bare moto", first.ratio_to_bare, "x"),
@@ -257,6 +254,16 @@ def _measures(
         ),
         Measure("  end-to-end ratio to bare moto", round(pipeline_per_change / bare.seconds_per_change, 2), "x"),
     ]
+    replayed, replay_seconds = replay
+    if replayed:
+        per_event = replay_seconds / replayed
+        measures += [
+            Measure(
+                "archive replay, time per replayed event (dropped as a duplicate)", round(per_event * 1000, 2), "ms"
+            ),
+            Measure("  replay ratio to bare moto", round(per_event / bare.seconds_per_change, 2), "x"),
+        ]
+    return measures
 
 
 def _replay_archive(local: LocalStack, since: datetime) -> int:

@@ -187,7 +187,8 @@ class ConsumerRun:
         low, high = HOLD_SECONDS
         now = self._clock.now()
         for delivery in deliveries:
-            arrival = max(now, (committed_at(delivery.body) or now) if at_commit else now)
+            committed = committed_at(delivery.body) if at_commit else None
+            arrival = max(now, committed or now)
             if self._plan.occurs(Fault.OUT_OF_ORDER, delivery.subject):
                 arrival += low + (high - low) * self._plan.draw(Fault.OUT_OF_ORDER, delivery.subject, -1)
                 self._phase.held_back += 1
