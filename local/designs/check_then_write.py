@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 from local.designs.effects import SeparateEffects
 from local.designs.steps import NO_STEPS, CrashPoint, Steps
 from rideonce.dal.dynamo import to_item
-from rideonce.logic.consumer import Verdict
-from rideonce.models.consumer import ProcessedKey
+from rideonce.logic.consumer import Verdict, processed_key
 from rideonce.models.events import RideEvent
 from rideonce.services.clock import utc_now
 
@@ -72,15 +71,7 @@ class CheckThenWriteConsumer(SeparateEffects):
         return item is not None and int(item["expiresAt"]["N"]) > int(self._clock().timestamp())
 
     def _record_key(self, event: RideEvent) -> None:
-        now = self._clock()
-        key = ProcessedKey(
-            idempotency_key=event.metadata.idempotency_key,
-            ride_id=event.data.ride_id,
-            version=event.data.version,
-            event_type=event.metadata.event_type,
-            processed_at=now,
-            expires_at=int(now.timestamp()) + self._key_ttl_seconds,
-        )
+        key = processed_key(event, self._clock(), self._key_ttl_seconds)
         self._client.put_item(TableName=self._keys, Item=to_item(key))
 
 

@@ -218,15 +218,7 @@ def test_an_early_event_is_told_from_a_duplicate_by_the_cancelled_transaction(ha
     now = int(time.time())
 
     def key_for(index: int) -> ProcessedKey:
-        event = events[index]
-        return ProcessedKey(
-            idempotency_key=event.metadata.idempotency_key,
-            ride_id="ride-1",
-            version=event.data.version,
-            event_type=event.metadata.event_type,
-            processed_at=datetime.now(UTC),
-            expires_at=now + 3_600,
-        )
+        return consumer_logic.processed_key(events[index], datetime.now(UTC), 3_600)
 
     # When version 3 comes before version 2, then version 1 again with its key gone (expired and deleted)
     early = store.apply(events[2], key_for(2), None, now)

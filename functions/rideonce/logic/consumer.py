@@ -7,7 +7,7 @@ a replay, a redrive); exactly one above, it is next; further above, its predeces
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
 from rideonce.logic.reconcile import repair_horizon
+from rideonce.models.consumer import ProcessedKey
 from rideonce.models.events import EventType, RideEvent
 from rideonce.models.ride import Money
 
@@ -90,6 +91,18 @@ def charge_for(event: RideEvent) -> Money | None:
     if event.data.fare is None:
         raise PoisonMessageError(f"{event.metadata.idempotency_key}: RideCompleted without a fare")
     return event.data.fare
+
+
+def processed_key(event: RideEvent, now: datetime, ttl_seconds: int) -> ProcessedKey:
+    """The record that `event` took effect at `now`, kept `ttl_seconds` (the processed-key table's TTL)."""
+    return ProcessedKey(
+        idempotency_key=event.metadata.idempotency_key,
+        ride_id=event.data.ride_id,
+        version=event.data.version,
+        event_type=event.metadata.event_type,
+        processed_at=now,
+        expires_at=int(now.timestamp()) + ttl_seconds,
+    )
 
 
 def parse_message(body: str) -> RideEvent:

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rideonce.dal.consumer import ApplyResult, EffectStore
-from rideonce.logic.consumer import OutOfOrderError, Verdict, charge_for, classify
-from rideonce.models.consumer import ProcessedKey
+from rideonce.logic.consumer import OutOfOrderError, Verdict, charge_for, classify, processed_key
 from rideonce.models.events import RideEvent
 from rideonce.services.clock import utc_now
 
@@ -27,14 +26,7 @@ class RideEventConsumer:
         """APPLY when this call took effect, DUPLICATE when an earlier delivery had; raises when early."""
         now = self._clock()
         epoch = int(now.timestamp())
-        key = ProcessedKey(
-            idempotency_key=event.metadata.idempotency_key,
-            ride_id=event.data.ride_id,
-            version=event.data.version,
-            event_type=event.metadata.event_type,
-            processed_at=now,
-            expires_at=epoch + self._key_ttl_seconds,
-        )
+        key = processed_key(event, now, self._key_ttl_seconds)
         applied = self._store.apply(event, key, charge_for(event), epoch)
         if applied.result is ApplyResult.APPLIED:
             return Verdict.APPLY
