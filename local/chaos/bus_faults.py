@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from local.aws.moto_patches import epoch_seconds
 from local.aws.stack import LocalStack
 from local.aws.template import ACCOUNT_ID, REGION
 from local.aws.transport import Transport
@@ -80,8 +81,7 @@ def subject_of(body: str) -> str:
 def committed_at(body: str) -> float | None:
     """When the change an event carries was committed (its `occurredAt`, epoch seconds); None if it has none."""
     try:
-        occurred = json.loads(body)["detail"]["metadata"]["occurredAt"]
-        return datetime.fromisoformat(str(occurred).replace("Z", "+00:00")).timestamp()
+        return epoch_seconds(json.loads(body)["detail"]["metadata"]["occurredAt"])
     except (KeyError, TypeError, ValueError):
         return None
 
