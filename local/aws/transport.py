@@ -1,9 +1,10 @@
 """How boto3 reaches the local stack's moto: through its server over HTTP, or straight into the same backends.
 
 In-process requests go through moto's own botocore stubber: the same request and response handling
-without the socket and the HTTP server, several times faster per request. What a harness uses when it
-makes many requests (chaos, the latency and reconciler-cost measurements); the functions keep reaching
-moto through AWS_ENDPOINT_URL like any boto3 client.
+without the socket and the HTTP server, several times faster per request. What the emulators of AWS's own
+services use (the Pipe, the SQS event source, TTL: local/emulators/pipeline.py), and a harness that makes
+many requests (chaos, the latency and reconciler-cost measurements); the functions keep reaching moto
+through AWS_ENDPOINT_URL like any boto3 client.
 """
 
 from typing import TYPE_CHECKING, Any, cast

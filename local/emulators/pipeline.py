@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-import boto3
-
 from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
+from local.aws.transport import Transport
 from local.emulators.clock import Clock, WallClock
 from local.emulators.event_source import BatchOutcome, SqsPoller, sqs_mappings
 from local.emulators.pipes.runner import pipe_runners
@@ -64,9 +63,12 @@ class Pipeline:
         self._installed = ExitStack()
         self._installed.enter_context(clock_installed(self.clock))
         stack = local.stack
-        sqs = boto3.client("sqs")
+        # The Pipe, the event source mapping and TTL are AWS's own services, not clients of its public
+        # endpoints: they reach moto in-process, while the functions keep going through AWS_ENDPOINT_URL.
+        transport = Transport(in_process=True)
+        sqs = transport.sqs()
         self._sqs = sqs
-        self.pipes = pipe_runners(stack, local.functions, clock=self.clock, on_event=on_event)
+        self.pipes = pipe_runners(stack, local.functions, clock=self.clock, on_event=on_event, transport=transport)
         self.pollers = {
             mapping.function_logical_id: SqsPoller(
                 sqs,
@@ -79,7 +81,7 @@ class Pipeline:
         }
         self.consumer_stats = {name: ConsumerStats() for name in self.pollers}
         self._on_batch = on_batch
-        self.ttl = TtlSweeper(boto3.client("dynamodb"), ttl_attributes(stack), clock=self.clock)
+        self.ttl = TtlSweeper(transport.dynamodb(), ttl_attributes(stack), clock=self.clock)
 
     def close(self) -> None:
         """moto's SQS reads the clock it read before this pipeline was made."""

@@ -41,6 +41,7 @@ import boto3
 
 from local.aws.functions import LocalFunction
 from local.aws.template import Stack
+from local.aws.transport import Transport
 from local.emulators.clock import Clock, WallClock
 from local.emulators.pipes.config import PipeConfig, pipe_configs
 from local.emulators.pipes.source import StreamReader, created_at
@@ -315,12 +316,19 @@ def pipe_runners(
     *,
     clock: Clock | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    transport: Transport | None = None,
 ) -> list[PipeRunner]:
-    """A runner for every Pipe of the stack, each enriching through its template function run in-process."""
+    """A runner for every Pipe of the stack, each enriching through its template function run in-process.
+
+    `transport` says how the runners reach moto; without it, boto3's default clients (AWS_ENDPOINT_URL).
+    """
     return [
         PipeRunner(
             config,
             local_functions[config.enrichment_function].invoke if config.enrichment_function else None,
+            streams=transport.streams() if transport else None,
+            events=transport.events() if transport else None,
+            sqs=transport.sqs() if transport else None,
             clock=clock,
             on_event=on_event,
         )
