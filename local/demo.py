@@ -43,6 +43,8 @@ from local.workload.report.model import (
 from local.workload.traffic import ApiCaller, Ledger, RideTraffic
 
 PUMP_EVERY = 40
+BARE_EVERY = 10
+"""One API step in ten has its DynamoDB requests replayed bare right after (local/workload/measure.py)."""
 CONSUMER_DEAD_LETTERS = ("RuleDeadLetterQueue", "ConsumerDeadLetterQueue")
 """Where an event the consumer side could not take ends: the rule's DLQ and the consumer queue's."""
 RELAY_DEAD_LETTERS = ("PipeDeadLetterQueue", "QuarantineQueue")
@@ -135,12 +137,18 @@ def _drive(traffic: RideTraffic, pipeline: Pipeline, bare: BareBaseline, console
     ) as progress:
         task = progress.add_task("ride changes", total=traffic.total_changes)
         segment = Segment()
+        steps = 0
         while not traffic.done():
             api_before, bare_before, bare_changes_before = api.stats.seconds, bare.seconds, bare.changes
-            changes = traffic.step()
+            if steps % BARE_EVERY == 0:
+                with bare.recording() as requests:
+                    changes = traffic.step()
+                bare.replay(requests, changes)
+            else:
+                changes = traffic.step()
+            steps += 1
             if traffic.ledger.accepted_changes % PUMP_EVERY == 0:
                 pipeline.pump()
-                bare.sample()
             segment.add(
                 changes, api.stats.seconds - api_before, bare.seconds - bare_before, bare.changes - bare_changes_before
             )
