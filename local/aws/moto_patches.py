@@ -50,12 +50,28 @@
     still in the queue; a handle the index does not place in the queue goes to moto's own code, which
     answers as it always did (an old handle of a deleted message, a foreign one). Handles are drawn
     with one `random.choices`: the same 185 lowercase letters.
+11. Condition expressions. moto lexes a condition expression again for every request, trying seven
+    regular expressions per token; an application sends the same few expressions with new values. The
+    tokens of each expression are kept (up to 4,096 expressions) and every parse gets fresh copies of
+    them; the values are still read from each request.
+12. JSON errors. moto renders every error as an XML document first, and a JSON protocol's error then
+    throws that body away for its JSON one. A JSON error skips the XML; an XML error is rendered as before.
+    (And the transaction replacement above reads moto's message for a failed condition once, instead of
+    building an exception, body and all, to read it.) In a 10,000-change chaos run, where every duplicate
+    event is a cancelled transaction, those error bodies were a fifth of moto's TransactWriteItems time.
+13. Index projections. For a KEYS_ONLY or INCLUDE index, moto converts the whole item to plain Python and
+    back once per projected attribute (four times for the reconciler's CommitTime index, whose items carry
+    the event). The projection is taken from the stored item when each projected value is a string or a
+    number that conversion gives back unchanged, which is what moto's would hold; anything else takes
+    moto's path.
+14. Message groups. ReceiveMessage collects the group of every message in flight, again after each one
+    whose visibility ran out, and reads them only on a FIFO queue; a standard queue skips the collection.
 
 All are installed by `install()`, once, before any moto backend is used.
 
 And one a run asks for:
 
-11. Time. `clock_installed(clock)` makes moto's SQS read the local stack's clock (local/emulators/clock.py)
+15. Time. `clock_installed(clock)` makes moto's SQS read the local stack's clock (local/emulators/clock.py)
     for every timestamp it takes or compares: sending, delays, receiving, visibility timeouts,
     ChangeMessageVisibility, retention and the redrive to the dead-letter queue after maxReceiveCount
     receives. On a simulated clock a visibility timeout is over when the clock is advanced past it.
@@ -67,6 +83,7 @@ import inspect
 import random
 import string
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -76,8 +93,9 @@ from typing import Any
 from moto.core import responses as moto_responses
 from moto.core import utils as moto_utils
 from moto.core.botocore_stubber import BotocoreStubber
+from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS, JSONSerializer
-from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
     MultipleTransactionsException,
@@ -85,15 +103,17 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import DynamoDBBackend, dynamo_type
 from moto.dynamodb.models import table as dynamodb_tables
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import SecondaryIndex, Table
 from moto.events.models import Replay
 from moto.events.utils import EventTemplateParser
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import InvalidParameterValue
 from moto.sqs.models import Message, Queue, SQSBackend
+from werkzeug.exceptions import HTTPException
 
 from local.emulators.clock import Clock, SimulatedClock
 
@@ -118,6 +138,10 @@ def install() -> None:
         _cached_target_input_paths()
         _replays_of_their_window()
         _receipt_handles_indexed()
+        _condition_expressions_lexed_once()
+        _json_errors_without_xml()
+        _index_projections_from_the_item()
+        _no_message_groups_on_standard_queues()
         moto_responses.method_names_from_class = cache(moto_utils.method_names_from_class)  # type: ignore[attr-defined]
         for service in ("dynamodb", "dynamodbstreams"):
             SERVICE_SPECIFIC_SERIALIZERS.setdefault(service, {})["json"] = ItemJSONSerializer
@@ -293,6 +317,81 @@ def _query_from_the_partition() -> None:
     Table.query = querying  # type: ignore[method-assign]
 
 
+def _condition_expressions_lexed_once() -> None:
+    lex = ConditionExpressionParser._lex_condition_expression
+    lexed: dict[str, tuple[Any, ...]] = {}
+
+    def lexing(parser: ConditionExpressionParser) -> deque[Any]:
+        expression = parser.condition_expression or ""
+        nodes = lexed.get(expression)
+        if nodes is None:
+            nodes = tuple(lex(parser))  # raises for an expression it cannot lex, which is never kept
+            if len(lexed) < _LEXED_EXPRESSIONS:
+                lexed[expression] = nodes
+        # The tokens are tuples; each gets a list of children of its own, as a fresh lexing gives it.
+        return deque(node._replace(children=[]) for node in nodes)
+
+    ConditionExpressionParser._lex_condition_expression = lexing  # type: ignore[method-assign,assignment]
+
+
+_LEXED_EXPRESSIONS = 4096
+"""A bound on the kept lexings: an application has a few dozen expressions, a fuzzer endless ones."""
+
+
+def _json_errors_without_xml() -> None:
+    xml_error = _RESTError.__init__
+
+    def error(self: _RESTError, error_type: str, message: str, _: str = "", **kwargs: Any) -> None:
+        if not isinstance(self, JsonRESTError):
+            xml_error(self, error_type, message, _, **kwargs)
+            return
+        # What moto's __init__ sets before JsonRESTError replaces its XML body and type with JSON ones.
+        HTTPException.__init__(self)
+        self.error_type = error_type
+        self.message = message
+
+    _RESTError.__init__ = error  # type: ignore[method-assign]
+
+
+def _index_projections_from_the_item() -> None:
+    project = SecondaryIndex.project
+
+    def projecting(index: SecondaryIndex, item: Item) -> Item:
+        projection_type = (index.projection or {}).get("ProjectionType")
+        if projection_type not in ("KEYS_ONLY", "INCLUDE"):
+            return project(index, item)
+        names = index.table_key_attrs + [key["AttributeName"] for key in index.schema]
+        if projection_type == "INCLUDE":
+            names += index.projection.get("NonKeyAttributes", [])
+        kept = {name: item.attrs[name] for name in names if name in item.attrs}
+        if not all(_same_after_moto_round_trip(value) for value in kept.values()):
+            return project(index, item)
+        return Item(item.hash_key, item.range_key, {name: value.to_json() for name, value in kept.items()})
+
+    SecondaryIndex.project = projecting  # type: ignore[method-assign,assignment]
+
+
+def _same_after_moto_round_trip(value: Any) -> bool:
+    """A string or a number that moto's projection (to plain Python and back, through boto3) gives back as it is."""
+    if value.type not in ("S", "N"):
+        return False
+    stored = value.to_json()
+    try:
+        return bool(dynamo_type.serializer.serialize(dynamo_type.deserializer.deserialize(stored)) == stored)
+    except Exception:  # a number boto3 cannot hold: moto's own projection decides what happens to it
+        return False
+
+
+def _no_message_groups_on_standard_queues() -> None:
+    groups = Queue.pending_message_groups.fget  # type: ignore[attr-defined]
+
+    def pending_message_groups(queue: Queue) -> set[str]:
+        # ReceiveMessage, the only reader, holds back a message of a pending group on a FIFO queue only.
+        return groups(queue) if queue.fifo_queue else set()
+
+    Queue.pending_message_groups = property(pending_message_groups)  # type: ignore[method-assign,assignment]
+
+
 class _QueryScope:
     """What one Query asked for: its partition key on the table, or the index it reads."""
 
@@ -413,7 +512,13 @@ def _condition_error(op: dict[str, Any], current: Any) -> tuple[Any, Any, Any]:
         if current and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
         else None
     )
-    return ("ConditionalCheckFailed", ConditionalCheckFailed().message, old)
+    return ("ConditionalCheckFailed", _condition_failed_message(), old)
+
+
+@cache
+def _condition_failed_message() -> str:
+    """moto's message for a failed condition, read once: building the exception renders its whole body."""
+    return str(ConditionalCheckFailed().message)
 
 
 def _write(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], table: Table, key: dict[str, Any]) -> None:

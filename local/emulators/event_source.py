@@ -204,13 +204,16 @@ class SqsPoller:
         At once when a full batch is visible; otherwise when the batching window that opens with the
         earliest message to be visible closes (`whole_window` False: as soon as that message is visible).
         """
-        moments = sorted(visibility_moments(self.mapping.queue_arn))
+        moments = visibility_moments(self.mapping.queue_arn)
         if not moments:
             return None
         now = self.clock.now()
-        if sum(moment <= now for moment in moments) >= self.mapping.batch_size:
+        if (
+            len(moments) >= self.mapping.batch_size
+            and sum(moment <= now for moment in moments) >= self.mapping.batch_size
+        ):
             return now
-        return moments[0] + (self.mapping.batching_window_seconds if whole_window else 0)
+        return min(moments) + (self.mapping.batching_window_seconds if whole_window else 0)
 
     def next_visible_at(self) -> float | None:
         """The earliest moment a message on the queue is, or will be, visible; None when it holds none."""
