@@ -228,6 +228,10 @@ _receipts: dict[str, Message] = {}
 
 
 def _receipt_handles_indexed() -> None:
+    if Message.__eq__ is not object.__eq__:
+        raise RuntimeError(
+            "moto's SQS Message defines an equality of its own: the receipt index finds messages by identity"
+        )
     mark_received = Message.mark_received
     delete_message = Queue.delete_message
     change_message_visibility = SQSBackend.change_message_visibility
@@ -274,11 +278,16 @@ def _receipt_handles_indexed() -> None:
 
 
 def _position(messages: list[Message], message: Message | None) -> int | None:
-    """Where `message` is in `messages`, by identity; None if it is not there."""
+    """Where `message` is in `messages`, by identity; None if it is not there.
+
+    `list.index` compares by identity for moto's Message, which defines no equality of its own
+    (`_receipt_handles_indexed` refuses to install otherwise), and walks the list in C.
+    """
     if message is not None:
-        for position, candidate in enumerate(messages):
-            if candidate is message:
-                return position
+        try:
+            return messages.index(message)
+        except ValueError:
+            return None
     return None
 
 

@@ -18,7 +18,7 @@ from local.aws.moto_patches import clock_installed
 from local.aws.stack import LocalStack
 from local.aws.template import Stack
 from local.emulators.clock import SimulatedClock, WallClock
-from local.emulators.event_source import SqsPoller, receive_again
+from local.emulators.event_source import SqsPoller, receive_again, visibility_moments
 from local.emulators.pipeline import Pipeline
 from tests.support.consumer import ConsumerHarness, consumer_poller, envelope, lifecycle
 
@@ -118,6 +118,34 @@ def test_the_dlq_receives_a_message_after_max_receive_count_receives(
     assert last == []
     assert [m["Body"] for m in receive(dlq)] == ["poison"]
     assert time.monotonic() - started < 5
+
+
+def test_each_message_s_visibility_moment_is_when_moto_first_shows_it(
+    stack: Stack, clock: SimulatedClock, queues: dict[str, str]
+) -> None:
+    # Given a message received and given 10 s more, then one sent 1 s later, and one delayed by 30 s
+    sqs, url, arn = boto3.client("sqs"), queues["RideEventsQueue"], stack.get_att("RideEventsQueue", "Arn")
+    sqs.send_message(QueueUrl=url, MessageBody="received")
+    (received,) = receive(url)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"], VisibilityTimeout=10)
+    clock.advance(1)
+    sqs.send_message(QueueUrl=url, MessageBody="plain")
+    sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=30)
+    # When the moments are read
+    moments = visibility_moments(arn)
+    # Then each is the latest of its send, its delay's end and its visibility timeout's end (+1 ms)
+    assert moments == pytest.approx([START + 10.001, START + 1, START + 31], abs=1e-6)
+    # And moto shows each message from its moment on (the plain one's is now), and not a moment before
+    shown = []
+    for moment in sorted(moments):
+        if moment > clock.now():
+            clock.advance_to(moment - 0.002)
+            assert receive(url) == []
+            clock.advance_to(moment)
+        shown += [message["Body"] for message in receive(url)]
+    assert shown == ["plain", "received", "delayed"]
+    with pytest.raises(KeyError, match="no message unknown"):
+        receive_again(arn, "unknown")
 
 
 def test_a_second_receive_counts_towards_the_dlq_and_restarts_the_visibility_timeout(
