@@ -27,7 +27,7 @@ from moto.sqs.models import Message
 
 from local.aws import moto_patches
 from local.aws.dynamodb import create_table_like
-from local.aws.moto_patches import ItemJSONSerializer
+from local.aws.moto_dynamodb import ItemJSONSerializer
 from local.aws.template import Stack
 from rideonce.dal.idempotency import IdempotencyStore
 from rideonce.dal.rides import RideStore
