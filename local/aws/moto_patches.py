@@ -278,12 +278,12 @@ def _position(messages: list[Message], message: Message | None) -> int | None:
     `list.index` compares by identity for moto's Message, which defines no equality of its own
     (`_receipt_handles_indexed` refuses to install otherwise), and walks the list in C.
     """
-    if message is not None:
-        try:
-            return messages.index(message)
-        except ValueError:
-            return None
-    return None
+    if message is None:
+        return None
+    try:
+        return messages.index(message)
+    except ValueError:
+        return None
 
 
 _querying = threading.local()

@@ -426,7 +426,7 @@ _STRINGS = st.text(max_size=12)
 _NAMES = st.text(min_size=1, max_size=8)  # DynamoDB's attribute names, nested ones too, have a character or more
 # DynamoDB keeps a number to 38 significant digits and refuses more
 # (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html#HowItWorks.DataTypes.Number);
-# boto3's deserializer, which moto's own projection goes through, raises on them too. At most 33 digits here.
+# boto3's deserializer, which moto's own projection goes through, raises on them too. At most 34 digits here.
 _NUMBERS = st.decimals(min_value=-(10**30), max_value=10**30, allow_nan=False, allow_infinity=False, places=3).map(str)
 _ATTRIBUTES = st.recursive(
     st.one_of(
